@@ -1,0 +1,1 @@
+"""Side effects of the lifecycle, each idempotent by request id."""

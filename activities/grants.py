@@ -1,0 +1,76 @@
+"""Issue, extend and revoke a grant in the grant store.
+
+Synchronous activities (run on the worker's thread pool): SQLite is blocking.
+Each is idempotent by request id, so Temporal may retry any of them freely.
+The access token itself is never produced here: the API signs short-lived
+tokens on demand from the grant, so no token ever enters workflow history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.grants import GrantRevokedError, GrantStore
+from core.models import Grant, RevokeResult
+
+
+class IssueGrantInput(BaseModel):
+    request_id: str
+    requester: str
+    resource: str
+    action: str
+    duration_s: int
+
+
+class ExtendGrantInput(BaseModel):
+    request_id: str
+    expires_at: datetime
+
+
+class RevokeGrantInput(BaseModel):
+    request_id: str
+    reason: str
+
+
+class GrantActivities:
+    def __init__(self, store: GrantStore):
+        self._store = store
+
+    @activity.defn
+    def issue_grant(self, input: IssueGrantInput) -> Grant:
+        try:
+            row = self._store.record(
+                request_id=input.request_id,
+                requester=input.requester,
+                resource=input.resource,
+                action=input.action,
+                duration_s=input.duration_s,
+            )
+        except GrantRevokedError as e:
+            raise ApplicationError(str(e), type="GrantRevoked", non_retryable=True) from e
+        activity.logger.info("grant issued", extra={"request_id": input.request_id})
+        return Grant(
+            request_id=row.request_id,
+            requester=row.requester,
+            resource=row.resource,
+            action=row.action,
+            activated_at=row.activated_at,
+            expires_at=row.expires_at,
+        )
+
+    @activity.defn
+    def extend_grant(self, input: ExtendGrantInput) -> None:
+        try:
+            self._store.extend(input.request_id, input.expires_at)
+        except GrantRevokedError as e:
+            raise ApplicationError(str(e), type="GrantRevoked", non_retryable=True) from e
+
+    @activity.defn
+    def revoke_grant(self, input: RevokeGrantInput) -> RevokeResult:
+        revoked_at = self._store.revoke(input.request_id)
+        activity.logger.info("grant revoked", extra={"request_id": input.request_id, "reason": input.reason})
+        return RevokeResult(request_id=input.request_id, revoked_at=revoked_at)

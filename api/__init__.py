@@ -1,0 +1,1 @@
+"""The REST front: ``app.py`` builds the app, ``routes/`` holds the contract."""

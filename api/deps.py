@@ -1,0 +1,45 @@
+"""Dependencies shared by the routes: the caller, the services, the stores."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.errors import Unauthorized
+from api.identity import IdentityVerifier, Unauthenticated
+from api.requests_service import RequestService
+from core.catalog import Catalog
+from core.grants import GrantStore
+from core.keys import KeyRing
+from core.models import Actor
+from core.settings import Settings
+
+
+async def current_user(request: Request) -> Actor:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "missing identity: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+        )
+    verifier: IdentityVerifier = request.app.state.identity
+    try:
+        return await verifier.authenticate(token.strip())
+    except Unauthenticated as e:
+        raise Unauthorized(str(e), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from e
+
+
+def _state(name: str):  # type: ignore[no-untyped-def]
+    def get(request: Request):  # type: ignore[no-untyped-def]
+        return getattr(request.app.state, name)
+
+    return get
+
+
+CurrentUser = Annotated[Actor, Depends(current_user)]
+Requests = Annotated[RequestService, Depends(_state("requests"))]
+Grants = Annotated[GrantStore, Depends(_state("grants"))]
+Keys = Annotated[KeyRing, Depends(_state("keys"))]
+CatalogDep = Annotated[Catalog, Depends(_state("catalog"))]
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]

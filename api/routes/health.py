@@ -1,0 +1,48 @@
+"""Liveness and readiness for load balancers and ``make run``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from core.settings import Settings
+
+router = APIRouter(tags=["health"])
+_TIMEOUT = timedelta(seconds=2)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when Temporal answers and a worker polls the task queue."""
+    client: Client = request.app.state.temporal
+    settings: Settings = request.app.state.settings
+    checks: dict[str, str] = {}
+    try:
+        await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=_TIMEOUT)
+        checks["temporal"] = "ok"
+        queue = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=settings.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=_TIMEOUT,
+        )
+        checks["worker"] = "ok" if queue.pollers else "no worker is polling the task queue"
+    except RPCError as e:
+        checks["temporal"] = f"unreachable ({e.status.name})"
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)

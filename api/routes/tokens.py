@@ -1,0 +1,54 @@
+"""What resource servers call: the JWKS and RFC 7662 introspection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api import errors
+from api.deps import CurrentUser, Grants, Keys, SettingsDep
+from core import access_tokens
+
+router = APIRouter(tags=["tokens"])
+
+_INACTIVE = {"active": False}
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(keys: Keys) -> JSONResponse:
+    # Short cache: a rotated-in key must reach verifiers before it signs much.
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.post("/v1/introspect")
+async def introspect(request: Request, user: CurrentUser, grants: Grants, keys: Keys, settings: SettingsDep) -> JSONResponse:
+    """``token=<jwt>`` as a form: ``active`` only while the grant is live.
+
+    A signature check and one primary-key read: no workflow query, so
+    resource servers can call it on every request they serve.
+    """
+    if not (user.in_any(settings.introspect_groups) or user.in_any(settings.admin_groups)):
+        raise errors.Forbidden("only resource servers may introspect tokens")
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        raise errors.BadRequest("send the token as a form: token=<access token>", field="token")
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    tokens = form.get("token", [])
+    if len(tokens) != 1 or not tokens[0]:
+        raise errors.BadRequest("token is required, once", field="token")
+    return JSONResponse(_introspect(tokens[0], grants, keys, settings.token_issuer), headers=_NO_STORE)
+
+
+def _introspect(token: str, grants: Any, keys: Any, issuer: str) -> dict[str, Any]:
+    try:
+        claims = access_tokens.verify(keys, token, issuer=issuer)
+    except access_tokens.InvalidAccessToken:
+        return _INACTIVE
+    grant = grants.lookup(claims["jti"])
+    if grant is None or not grant.is_live(datetime.now(UTC)):
+        return _INACTIVE
+    return {"active": True, "token_type": "Bearer", **claims}

@@ -1,0 +1,100 @@
+"""The REST bodies: what clients send and get back (beside core.models.AccessRequestView)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from core.durations import DurationError, parse_duration
+from core.models import Status
+
+
+def _duration(value: Any) -> int:
+    try:
+        return parse_duration(value)
+    except DurationError as e:
+        raise ValueError(f"duration {e}") from e
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must include a time zone, e.g. 2026-01-01T09:00:00Z")
+    return value
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Ticket = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/#-]+$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateRequest(_Body):
+    resource: Identifier
+    action: Identifier
+    duration: Duration = Field(description='ISO 8601 ("PT15M"), seconds (900) or short ("15m")')
+    reason: Reason
+    ticket: Ticket | None = None
+    start_at: Annotated[datetime | None, AfterValidator(_aware)] = None
+
+
+class ApproveBody(_Body):
+    comment: Text | None = None
+
+
+class DenyBody(_Body):
+    reason: Reason
+
+
+class CancelBody(_Body):
+    reason: Text | None = None
+
+
+class RevokeBody(_Body):
+    reason: Reason
+
+
+class ExtendBody(_Body):
+    duration: Duration
+    reason: Reason
+
+
+class RequestSummary(BaseModel):
+    id: str
+    status: Status | None
+    requester: str | None
+    resource: str | None
+    action: str | None
+    created_at: datetime
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    approvers: list[str] = Field(default_factory=list)
+
+
+class RequestPage(BaseModel):
+    items: list[RequestSummary]
+    next_page_token: str | None = None
+
+
+class Credentials(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_at: datetime
+    grant_expires_at: datetime
+    resource: str
+    action: str
+
+
+class CatalogItem(BaseModel):
+    resource: str
+    description: str
+    actions: list[str]
+    max_duration_s: int
+    approvals_required: int
+    approver_groups: list[str]

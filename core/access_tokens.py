@@ -1,0 +1,62 @@
+"""Access tokens for requesters: RFC 9068 JWTs signed with Ed25519.
+
+Minted by the API on each credentials call from the live grant, with a short
+TTL and never past the grant's expiry, so the token is never stored anywhere.
+``jti`` is the request id: revoking the request revokes every token of it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from core.grants import GrantRow
+from core.keys import KeyRing
+
+ALGORITHM = "EdDSA"  # pinned: verification accepts nothing else
+TOKEN_TYPE = "at+jwt"
+CLIENT_ID = "jit-access"
+
+
+def mint(keys: KeyRing, grant: GrantRow, *, issuer: str, ttl_s: int, now: datetime | None = None) -> tuple[str, datetime]:
+    now = now or datetime.now(UTC)
+    expires = min(now + timedelta(seconds=ttl_s), grant.expires_at)
+    claims = {
+        "iss": issuer,
+        "sub": grant.requester,
+        "aud": grant.resource,
+        "scope": grant.action,
+        "action": grant.action,
+        "client_id": CLIENT_ID,
+        "jti": grant.request_id,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+    }
+    key = keys.active
+    token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE})
+    return token, datetime.fromtimestamp(claims["exp"], UTC)
+
+
+class InvalidAccessToken(Exception):
+    pass
+
+
+def verify(keys: KeyRing, token: str, *, issuer: str) -> dict[str, Any]:
+    """Signature, type, issuer and time checks; revocation is the caller's job."""
+    try:
+        header = jwt.get_unverified_header(token)
+        key = keys.get(header.get("kid", ""))
+        if key is None or header.get("typ") != TOKEN_TYPE:
+            raise InvalidAccessToken("unknown key or wrong token type")
+        return jwt.decode(
+            token,
+            key.public,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            options={"require": ["iss", "sub", "aud", "jti", "exp", "iat", "nbf"], "verify_aud": False},
+        )
+    except jwt.PyJWTError as e:
+        raise InvalidAccessToken(str(e)) from e

@@ -1,0 +1,138 @@
+"""The grant store: which access is live right now, for introspection.
+
+The workflow is the source of truth; this is its projection, written only by
+the idempotent grant activities and read by the API on every introspection, so
+resource servers never cost a workflow query. A SQLite file in the data dir
+(WAL: the worker writes while API processes read).
+
+A revoked row is a tombstone: a late retry of the issue activity can never
+bring a revoked grant back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS grants (
+    request_id   TEXT PRIMARY KEY,
+    requester    TEXT NOT NULL,
+    resource     TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    activated_at TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    revoked_at   TEXT
+)
+"""
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    request_id: str
+    requester: str
+    resource: str
+    action: str
+    activated_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    def is_live(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+class GrantRevokedError(Exception):
+    """The grant was revoked (or rolled back) before it could be issued."""
+
+
+class GrantStore:
+    def __init__(self, path: Path):
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+        self._reader: sqlite3.Connection | None = None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A connection per call: activities run on a thread pool.
+        db = sqlite3.connect(self._path, timeout=10, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def record(
+        self, *, request_id: str, requester: str, resource: str, action: str, duration_s: int
+    ) -> GrantRow:
+        """Record a grant starting now; a repeat call returns the first one unchanged."""
+        now = datetime.now(UTC)
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT DO NOTHING",
+                (request_id, requester, resource, action, _ts(now), _ts(now + timedelta(seconds=duration_s))),
+            )
+            row = _fetch(db, request_id)
+        assert row is not None
+        if row.revoked_at is not None:
+            raise GrantRevokedError(f"grant {request_id} was revoked before it was issued")
+        return row
+
+    def extend(self, request_id: str, expires_at: datetime) -> GrantRow:
+        with self._connect() as db:
+            db.execute(
+                "UPDATE grants SET expires_at = ? WHERE request_id = ? AND revoked_at IS NULL",
+                (_ts(expires_at), request_id),
+            )
+            row = _fetch(db, request_id)
+        if row is None or row.revoked_at is not None:
+            raise GrantRevokedError(f"grant {request_id} is not live")
+        return row
+
+    def revoke(self, request_id: str) -> datetime:
+        """Mark revoked (first time wins); leaves a tombstone if never issued."""
+        now = _ts(datetime.now(UTC))
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO grants VALUES (?, '', '', '', ?, ?, ?) "
+                "ON CONFLICT (request_id) DO UPDATE SET revoked_at = coalesce(revoked_at, excluded.revoked_at)",
+                (request_id, now, now, now),
+            )
+            row = _fetch(db, request_id)
+        assert row is not None and row.revoked_at is not None
+        return row.revoked_at
+
+    def lookup(self, request_id: str) -> GrantRow | None:
+        """Hot path of introspection: one primary-key read on a kept connection."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        return _fetch(self._reader, request_id)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _fetch(db: sqlite3.Connection, request_id: str) -> GrantRow | None:
+    found = db.execute(
+        "SELECT request_id, requester, resource, action, activated_at, expires_at, revoked_at "
+        "FROM grants WHERE request_id = ?",
+        (request_id,),
+    ).fetchone()
+    if found is None:
+        return None
+    rid, requester, resource, action, activated, expires, revoked = found
+    return GrantRow(
+        rid,
+        requester,
+        resource,
+        action,
+        datetime.fromisoformat(activated),
+        datetime.fromisoformat(expires),
+        datetime.fromisoformat(revoked) if revoked else None,
+    )

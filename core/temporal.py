@@ -1,0 +1,53 @@
+"""One Temporal client setup for the API, the worker and the tests."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from core.settings import Settings
+
+WORKFLOW_ID_PREFIX = "access-request-"
+
+# Visible in Temporal UI and used for list queries. Never a secret or free text.
+SA_REQUESTER = SearchAttributeKey.for_keyword("JitRequester")
+SA_RESOURCE = SearchAttributeKey.for_keyword("JitResource")
+SA_ACTION = SearchAttributeKey.for_keyword("JitAction")
+SA_STATUS = SearchAttributeKey.for_keyword("JitStatus")
+SA_APPROVERS = SearchAttributeKey.for_keyword_list("JitApprovers")
+SA_APPROVER_GROUPS = SearchAttributeKey.for_keyword_list("JitApproverGroups")
+SA_EXPIRES_AT = SearchAttributeKey.for_datetime("JitExpiresAt")
+
+SEARCH_ATTRIBUTES = [
+    SA_REQUESTER,
+    SA_RESOURCE,
+    SA_ACTION,
+    SA_STATUS,
+    SA_APPROVERS,
+    SA_APPROVER_GROUPS,
+    SA_EXPIRES_AT,
+]
+
+DATA_CONVERTER = pydantic_data_converter
+
+
+def workflow_id(request_id: str) -> str:
+    return WORKFLOW_ID_PREFIX + request_id
+
+
+def search_attribute_flags() -> list[str]:
+    """``--search-attribute`` arguments for ``temporal server start-dev``."""
+    kinds = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "DATETIME": "Datetime"}
+    flags = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
+    return flags
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+    )

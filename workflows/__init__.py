@@ -1,0 +1,5 @@
+"""The access-request lifecycle: start reading at ``access_request.py``."""
+
+from workflows.access_request import AccessRequestWorkflow
+
+__all__ = ["AccessRequestWorkflow"]

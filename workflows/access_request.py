@@ -1,0 +1,353 @@
+"""AccessRequestWorkflow: one access request, from filing to revocation.
+
+States::
+
+    pending ──approve (N distinct approvers)──► [scheduled] ──► provisioning ──► active ──timer──► expired
+       │ deny ► denied   │ cancel ► cancelled   │ no decision in time ► timed_out
+       provisioning fails ► failed (rolled back)            active ── revoke ► revoked
+                                                             active ── extend ► active (later expiry)
+
+``approvals_required == 0`` (auto-approve) skips pending. ``start_at`` in the
+future parks an approved request in ``scheduled`` until then; the grant's
+clock starts when access becomes active.
+
+Messages:
+    updates  ``approve``, ``deny``, ``cancel``, ``revoke``, ``extend``: each has a
+             validator, so a refused call (403/409/422 at the API) leaves no
+             trace in history; ``settled`` returns once provisioning is over.
+    query    ``get`` → :class:`AccessRequestView`.
+
+Every state after provisioning has run ``revoke_grant`` to completion before
+the workflow ends, whatever crashed in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.grants import ExtendGrantInput, GrantActivities, IssueGrantInput, RevokeGrantInput
+    from core import errors
+    from core.durations import format_duration
+    from core.models import (
+        TERMINAL,
+        AccessRequestInput,
+        AccessRequestView,
+        Actor,
+        Approval,
+        ApproveInput,
+        CancelInput,
+        Decision,
+        DenyInput,
+        ExtendInput,
+        RevokeInput,
+        Status,
+    )
+    from core.temporal import (
+        SA_ACTION,
+        SA_APPROVER_GROUPS,
+        SA_APPROVERS,
+        SA_EXPIRES_AT,
+        SA_REQUESTER,
+        SA_RESOURCE,
+        SA_STATUS,
+    )
+
+# Provisioning gives up (and rolls back) after this; the request ends failed.
+ISSUE_TIMEOUT = timedelta(minutes=2)
+# Revocation never gives up: access must end. Backoff is capped so that a
+# recovered store is noticed quickly.
+REVOKE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+STEP_TIMEOUT = timedelta(seconds=15)
+
+
+@workflow.defn
+class AccessRequestWorkflow:
+    @workflow.init
+    def __init__(self, req: AccessRequestInput) -> None:
+        self._req = req
+        self._status = Status.PENDING if req.policy.approvals_required else Status.PROVISIONING
+        self._approvals: list[Approval] = []
+        self._approved_at: datetime | None = None
+        self._activated_at: datetime | None = None
+        self._expires_at: datetime | None = None
+        self._ended_at: datetime | None = None
+        self._denial: Decision | None = None
+        self._cancellation: Decision | None = None
+        self._revocation: Decision | None = None
+        self._extensions: list[Decision] = []
+        self._failure: str | None = None
+        self._extend_lock = asyncio.Lock()
+        if not req.policy.approvals_required:
+            self._approved_at = req.created_at
+
+    @workflow.run
+    async def run(self, req: AccessRequestInput) -> AccessRequestView:
+        self._publish()
+        if self._status is Status.PENDING:
+            await self._await_decision()
+        if self._status is Status.SCHEDULED:
+            await self._await_start()
+        if self._status is Status.PROVISIONING:
+            await self._provision()
+        if self._status is Status.ACTIVE:
+            await self._hold_grant()
+            await self._revoke(self._revocation.reason if self._revocation else "expired")
+            self._status = Status.REVOKED if self._revocation else Status.EXPIRED
+        return await self._finish()
+
+    # -- lifecycle steps -------------------------------------------------
+
+    async def _await_decision(self) -> None:
+        try:
+            await workflow.wait_condition(
+                lambda: self._status is not Status.PENDING,
+                timeout=timedelta(seconds=self._req.policy.approval_timeout_s),
+                timeout_summary="approval deadline",
+            )
+        except asyncio.TimeoutError:
+            self._status = Status.TIMED_OUT
+
+    async def _await_start(self) -> None:
+        assert self._req.start_at is not None
+        self._publish()
+        try:
+            await workflow.wait_condition(
+                lambda: self._status is not Status.SCHEDULED,
+                timeout=self._req.start_at - workflow.now(),
+                timeout_summary=f"start at {self._req.start_at:%Y-%m-%d %H:%M} UTC",
+            )
+        except asyncio.TimeoutError:
+            self._status = Status.PROVISIONING
+
+    async def _provision(self) -> None:
+        self._publish()
+        req = self._req
+        try:
+            grant = await workflow.execute_activity_method(
+                GrantActivities.issue_grant,
+                IssueGrantInput(
+                    request_id=req.id,
+                    requester=req.requester.sub,
+                    resource=req.resource,
+                    action=req.action,
+                    duration_s=req.duration_s,
+                ),
+                start_to_close_timeout=STEP_TIMEOUT,
+                schedule_to_close_timeout=ISSUE_TIMEOUT,
+                summary=f"issue {req.action} on {req.resource}",
+            )
+        except ActivityError as e:
+            self._failure = f"provisioning failed: {e.cause or e}"
+            await self._revoke("rollback of failed provisioning")
+            self._status = Status.FAILED
+            return
+        self._activated_at = grant.activated_at
+        self._expires_at = grant.expires_at
+        self._status = Status.ACTIVE
+        self._publish()
+
+    async def _hold_grant(self) -> None:
+        """Durable timer to the expiry, cut short by revoke, moved by extend."""
+        while self._revocation is None:
+            assert self._expires_at is not None
+            expires_at = self._expires_at
+            left = expires_at - workflow.now()
+            if left <= timedelta(0):
+                return
+            try:
+                await workflow.wait_condition(
+                    lambda: self._revocation is not None or self._expires_at != expires_at,
+                    timeout=left,
+                    timeout_summary=f"grant until {expires_at:%H:%M:%S} UTC",
+                )
+            except asyncio.TimeoutError:
+                pass
+
+    async def _revoke(self, reason: str) -> None:
+        await workflow.execute_activity_method(
+            GrantActivities.revoke_grant,
+            RevokeGrantInput(request_id=self._req.id, reason=reason),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=REVOKE_RETRY,
+            summary=f"revoke: {reason}"[:100],
+        )
+
+    async def _finish(self) -> AccessRequestView:
+        self._ended_at = workflow.now()
+        self._publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._view()
+
+    # -- updates -----------------------------------------------------------
+
+    @workflow.update
+    async def approve(self, input: ApproveInput) -> AccessRequestView:
+        self._approvals.append(Approval(approver=input.actor.sub, at=workflow.now(), comment=input.comment))
+        if len(self._approvals) >= self._req.policy.approvals_required:
+            self._approved_at = workflow.now()
+            start_at = self._req.start_at
+            self._status = Status.SCHEDULED if start_at and start_at > workflow.now() else Status.PROVISIONING
+            # Answer the last approver with the outcome of provisioning.
+            await workflow.wait_condition(lambda: self._status is not Status.PROVISIONING)
+        else:
+            self._publish()
+        return self._view()
+
+    @approve.validator
+    def _validate_approve(self, input: ApproveInput) -> None:
+        self._check_decider(input.actor, "approve")
+        if any(a.approver == input.actor.sub for a in self._approvals):
+            raise errors.conflict("you have already approved this request")
+
+    @workflow.update
+    def deny(self, input: DenyInput) -> AccessRequestView:
+        self._denial = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
+        self._status = Status.DENIED
+        return self._view()
+
+    @deny.validator
+    def _validate_deny(self, input: DenyInput) -> None:
+        self._check_decider(input.actor, "deny")
+
+    @workflow.update
+    def cancel(self, input: CancelInput) -> AccessRequestView:
+        self._cancellation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
+        self._status = Status.CANCELLED
+        return self._view()
+
+    @cancel.validator
+    def _validate_cancel(self, input: CancelInput) -> None:
+        if input.actor.sub != self._req.requester.sub:
+            raise errors.forbidden("only the requester may cancel a request")
+        if self._status not in (Status.PENDING, Status.SCHEDULED):
+            raise errors.conflict(f"request is {self._status}; only a pending request can be cancelled")
+
+    @workflow.update
+    async def revoke(self, input: RevokeInput) -> AccessRequestView:
+        if self._status is Status.SCHEDULED:
+            # Approved but not yet provisioned: nothing to take back.
+            self._revocation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
+            self._status = Status.REVOKED
+        elif self._revocation is None:
+            self._revocation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
+        # Answer once access is really gone.
+        await workflow.wait_condition(lambda: self._status in TERMINAL)
+        return self._view()
+
+    @revoke.validator
+    def _validate_revoke(self, input: RevokeInput) -> None:
+        actor = input.actor
+        if actor.sub != self._req.requester.sub and not actor.in_any(self._req.policy.admin_groups):
+            raise errors.forbidden("only the requester or an admin may revoke access")
+        if self._status not in (Status.SCHEDULED, Status.PROVISIONING, Status.ACTIVE):
+            hint = "; cancel a pending request instead" if self._status is Status.PENDING else ""
+            raise errors.conflict(f"request is {self._status}, not active{hint}")
+
+    @workflow.update
+    async def extend(self, input: ExtendInput) -> AccessRequestView:
+        # One extension at a time, so two concurrent calls cannot both pass
+        # the max-duration check against the same old expiry.
+        async with self._extend_lock:
+            self._validate_extend(input)
+            assert self._expires_at is not None
+            new_expiry = self._expires_at + timedelta(seconds=input.duration_s)
+            try:
+                await workflow.execute_activity_method(
+                    GrantActivities.extend_grant,
+                    ExtendGrantInput(request_id=self._req.id, expires_at=new_expiry),
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    schedule_to_close_timeout=ISSUE_TIMEOUT,
+                    summary=f"extend by {format_duration(input.duration_s)}",
+                )
+            except ActivityError as e:
+                raise errors.conflict("the grant is no longer active") from e
+            if self._status is Status.ACTIVE and self._revocation is None:
+                self._expires_at = new_expiry
+                self._extensions.append(Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason))
+                self._publish()
+        return self._view()
+
+    @extend.validator
+    def _validate_extend(self, input: ExtendInput) -> None:
+        if input.actor.sub != self._req.requester.sub:
+            raise errors.forbidden("only the requester may extend access")
+        if self._status is not Status.ACTIVE or self._revocation is not None:
+            raise errors.conflict(f"request is {self._status}, not active")
+        assert self._expires_at is not None and self._activated_at is not None
+        total = self._expires_at - self._activated_at + timedelta(seconds=input.duration_s)
+        limit = self._req.policy.max_duration_s
+        if total > timedelta(seconds=limit):
+            raise errors.invalid(
+                "duration",
+                f"extension would make the grant {format_duration(int(total.total_seconds()))} long; "
+                f"the maximum for {self._req.resource} is {format_duration(limit)}",
+            )
+
+    @workflow.update
+    async def settled(self) -> AccessRequestView:
+        """Returns once the request is past provisioning (or waiting on people)."""
+        await workflow.wait_condition(lambda: self._status is not Status.PROVISIONING)
+        return self._view()
+
+    @workflow.query
+    def get(self) -> AccessRequestView:
+        return self._view()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _check_decider(self, actor: Actor, verb: str) -> None:
+        if actor.sub == self._req.requester.sub:
+            raise errors.forbidden(f"you cannot {verb} your own request")
+        if not actor.in_any(self._req.policy.approver_groups):
+            groups = ", ".join(self._req.policy.approver_groups) or "nobody"
+            raise errors.forbidden(f"only members of {groups} may {verb} this request")
+        if self._status is not Status.PENDING:
+            raise errors.conflict(f"request is {self._status}, not pending")
+
+    def _publish(self) -> None:
+        """Upsert every search attribute: Temporal UI's audit filters read these."""
+        updates = [
+            SA_REQUESTER.value_set(self._req.requester.sub),
+            SA_RESOURCE.value_set(self._req.resource),
+            SA_ACTION.value_set(self._req.action),
+            SA_STATUS.value_set(self._status.value),
+            SA_APPROVERS.value_set([a.approver for a in self._approvals]),
+            SA_APPROVER_GROUPS.value_set(self._req.policy.approver_groups),
+        ]
+        if self._expires_at is not None:
+            updates.append(SA_EXPIRES_AT.value_set(self._expires_at))
+        workflow.upsert_search_attributes(updates)
+
+    def _view(self) -> AccessRequestView:
+        req = self._req
+        return AccessRequestView(
+            id=req.id,
+            status=self._status,
+            requester=req.requester.sub,
+            resource=req.resource,
+            action=req.action,
+            duration_s=req.duration_s,
+            reason=req.reason,
+            ticket=req.ticket,
+            start_at=req.start_at,
+            approvals_required=req.policy.approvals_required,
+            approver_groups=req.policy.approver_groups,
+            approvals=list(self._approvals),
+            created_at=req.created_at,
+            approved_at=self._approved_at,
+            activated_at=self._activated_at,
+            expires_at=self._expires_at,
+            ended_at=self._ended_at,
+            denial=self._denial,
+            cancellation=self._cancellation,
+            revocation=self._revocation,
+            extensions=list(self._extensions),
+            failure=self._failure,
+            policy_version=req.policy_version,
+        )
