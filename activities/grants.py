@@ -23,7 +23,9 @@ class IssueGrantInput(BaseModel):
     requester: str
     resource: str
     action: str
-    duration_s: int
+    # Decided by the workflow (workflow time), so its timer and the store agree.
+    activated_at: datetime
+    expires_at: datetime
 
 
 class ExtendGrantInput(BaseModel):
@@ -48,7 +50,8 @@ class GrantActivities:
                 requester=input.requester,
                 resource=input.resource,
                 action=input.action,
-                duration_s=input.duration_s,
+                activated_at=input.activated_at,
+                expires_at=input.expires_at,
             )
         except GrantRevokedError as e:
             raise ApplicationError(str(e), type="GrantRevoked", non_retryable=True) from e

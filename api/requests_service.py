@@ -291,9 +291,10 @@ def _summary(req: AccessRequestInput) -> str:
 def _initial_view(req: AccessRequestInput) -> AccessRequestView:
     """What a new request looks like before a worker has run it."""
     auto = not req.policy.approvals_required
+    status = (Status.SCHEDULED if req.start_at else Status.PROVISIONING) if auto else Status.PENDING
     return AccessRequestView(
         id=req.id,
-        status=Status.PROVISIONING if auto else Status.PENDING,
+        status=status,
         requester=req.requester.sub,
         resource=req.resource,
         action=req.action,

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 _SCHEMA = """
@@ -68,14 +68,20 @@ class GrantStore:
             db.close()
 
     def record(
-        self, *, request_id: str, requester: str, resource: str, action: str, duration_s: int
+        self,
+        *,
+        request_id: str,
+        requester: str,
+        resource: str,
+        action: str,
+        activated_at: datetime,
+        expires_at: datetime,
     ) -> GrantRow:
-        """Record a grant starting now; a repeat call returns the first one unchanged."""
-        now = datetime.now(UTC)
+        """Record a grant; a repeat call returns the first one unchanged."""
         with self._connect() as db:
             db.execute(
                 "INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT DO NOTHING",
-                (request_id, requester, resource, action, _ts(now), _ts(now + timedelta(seconds=duration_s))),
+                (request_id, requester, resource, action, _ts(activated_at), _ts(expires_at)),
             )
             row = _fetch(db, request_id)
         assert row is not None

@@ -71,7 +71,7 @@ class AccessRequestWorkflow:
     @workflow.init
     def __init__(self, req: AccessRequestInput) -> None:
         self._req = req
-        self._status = Status.PENDING if req.policy.approvals_required else Status.PROVISIONING
+        self._status = Status.PENDING if req.policy.approvals_required else self._approved_status()
         self._approvals: list[Approval] = []
         self._approved_at: datetime | None = None
         self._activated_at: datetime | None = None
@@ -128,15 +128,21 @@ class AccessRequestWorkflow:
     async def _provision(self) -> None:
         self._publish()
         req = self._req
+        # The grant's clock starts now, in workflow time: the store, the
+        # tokens and the timer all use these two instants. Time lost to
+        # provisioning retries comes out of the grant, never on top of it.
+        activated_at = workflow.now()
+        expires_at = activated_at + timedelta(seconds=req.duration_s)
         try:
-            grant = await workflow.execute_activity_method(
+            await workflow.execute_activity_method(
                 GrantActivities.issue_grant,
                 IssueGrantInput(
                     request_id=req.id,
                     requester=req.requester.sub,
                     resource=req.resource,
                     action=req.action,
-                    duration_s=req.duration_s,
+                    activated_at=activated_at,
+                    expires_at=expires_at,
                 ),
                 start_to_close_timeout=STEP_TIMEOUT,
                 schedule_to_close_timeout=ISSUE_TIMEOUT,
@@ -147,8 +153,8 @@ class AccessRequestWorkflow:
             await self._revoke("rollback of failed provisioning")
             self._status = Status.FAILED
             return
-        self._activated_at = grant.activated_at
-        self._expires_at = grant.expires_at
+        self._activated_at = activated_at
+        self._expires_at = expires_at
         self._status = Status.ACTIVE
         self._publish()
 
@@ -191,8 +197,7 @@ class AccessRequestWorkflow:
         self._approvals.append(Approval(approver=input.actor.sub, at=workflow.now(), comment=input.comment))
         if len(self._approvals) >= self._req.policy.approvals_required:
             self._approved_at = workflow.now()
-            start_at = self._req.start_at
-            self._status = Status.SCHEDULED if start_at and start_at > workflow.now() else Status.PROVISIONING
+            self._status = self._approved_status()
             # Answer the last approver with the outcome of provisioning.
             await workflow.wait_condition(lambda: self._status is not Status.PROVISIONING)
         else:
@@ -300,6 +305,10 @@ class AccessRequestWorkflow:
         return self._view()
 
     # -- helpers -------------------------------------------------------------
+
+    def _approved_status(self) -> Status:
+        start_at = self._req.start_at
+        return Status.SCHEDULED if start_at and start_at > workflow.now() else Status.PROVISIONING
 
     def _check_decider(self, actor: Actor, verb: str) -> None:
         if actor.sub == self._req.requester.sub:

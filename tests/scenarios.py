@@ -1,0 +1,73 @@
+"""Scripted lifecycles whose histories the replay test checks.
+
+``python -m tests.scenarios OUT_DIR`` records them as JSON (against a dev
+server it starts) so that histories of today's code are committed and every
+later change to the workflow must still replay them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from core.models import ApproveInput, CancelInput, DenyInput, ExtendInput, RevokeInput
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
+from tests.workflow_support import ALICE, BOB, CAROL, request_input, running_worker, start
+from workflows.access_request import AccessRequestWorkflow
+
+
+async def run_scenarios(client: Client, data_dir: Path) -> dict[str, WorkflowHandle]:
+    """Each lifecycle branch once; returns finished workflows by scenario name."""
+    handles: dict[str, WorkflowHandle] = {}
+    async with running_worker(client, data_dir) as settings:
+        h = await start(client, settings, request_input(approvals=2, duration_s=2, max_duration_s=60))
+        await h.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+        await h.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=CAROL, comment="ok"))
+        await h.execute_update(AccessRequestWorkflow.extend, ExtendInput(actor=ALICE, duration_s=1, reason="more"))
+        handles["approved_extended_expired"] = h
+
+        h = await start(client, settings, request_input())
+        await h.execute_update(AccessRequestWorkflow.deny, DenyInput(actor=BOB, reason="no"))
+        handles["denied"] = h
+
+        h = await start(client, settings, request_input())
+        await h.execute_update(AccessRequestWorkflow.cancel, CancelInput(actor=ALICE))
+        handles["cancelled"] = h
+
+        h = await start(client, settings, request_input(approvals=0, duration_s=3600))
+        await h.execute_update(AccessRequestWorkflow.settled)
+        await h.execute_update(AccessRequestWorkflow.revoke, RevokeInput(actor=ALICE, reason="done"))
+        handles["auto_approved_revoked"] = h
+
+        h = await start(client, settings, request_input(approval_timeout_s=1))
+        handles["timed_out"] = h
+
+        for handle in handles.values():
+            await handle.result()
+    return handles
+
+
+async def _record(out: Path) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=DATA_CONVERTER,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            handles = await run_scenarios(env.client, Path(tmp))
+            out.mkdir(parents=True, exist_ok=True)
+            for name, handle in handles.items():
+                history = await handle.fetch_history()
+                (out / f"{name}.json").write_text(history.to_json())
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(_record(Path(sys.argv[1])))

@@ -1,0 +1,89 @@
+"""Long timers on the time-skipping test server: hours pass in milliseconds."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from core.grants import GrantStore
+from core.models import ApproveInput, Status
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
+from tests.workflow_support import BOB, request_input, running_worker, start
+from workflows.access_request import AccessRequestWorkflow
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest.fixture(scope="module")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
+    )
+    # The test server knows no custom search attributes until told: without
+    # this, the first upsert fails the workflow task and the test hangs.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
+        )
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_two_hour_grant_expires_and_is_revoked(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    async with running_worker(ts_env.client, tmp_path) as settings:
+        req = request_input(approvals=0, duration_s=2 * 3600, max_duration_s=4 * 3600)
+        handle = await start(ts_env.client, settings, req)
+        result = await handle.result()
+    assert result.status is Status.EXPIRED
+    assert result.activated_at is not None and result.expires_at is not None
+    assert result.expires_at - result.activated_at == timedelta(hours=2)
+    # The workflow really held the grant for two hours (of workflow time).
+    assert result.ended_at is not None and result.ended_at >= result.expires_at
+    grant = GrantStore(settings.grants_db_path).lookup(req.id)
+    assert grant is not None and grant.revoked_at is not None
+
+
+async def test_nobody_decides_in_time(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    async with running_worker(ts_env.client, tmp_path) as settings:
+        req = request_input(approvals=1, approval_timeout_s=24 * 3600)
+        handle = await start(ts_env.client, settings, req)
+        result = await handle.result()
+    assert result.status is Status.TIMED_OUT
+    assert result.ended_at is not None and result.ended_at - result.created_at >= timedelta(hours=24)
+    # Never provisioned, so nothing is in the grant store.
+    assert GrantStore(settings.grants_db_path).lookup(req.id) is None
+
+
+async def test_scheduled_start_waits_then_grants(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    now = await ts_env.get_current_time()
+    async with running_worker(ts_env.client, tmp_path) as settings:
+        req = request_input(approvals=0, duration_s=3600, start_at=now + timedelta(hours=8), now=now)
+        handle = await start(ts_env.client, settings, req)
+        result = await handle.result()
+    assert result.status is Status.EXPIRED
+    assert result.activated_at is not None and result.activated_at >= now + timedelta(hours=8)
+    # The clock started at activation, not at filing.
+    assert result.expires_at == result.activated_at + timedelta(hours=1)
+
+
+async def test_approved_grant_runs_its_full_time(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    async with running_worker(ts_env.client, tmp_path) as settings:
+        req = request_input(approvals=1, duration_s=3 * 3600, max_duration_s=4 * 3600)
+        handle = await start(ts_env.client, settings, req)
+        approved = await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+        assert approved.status is Status.ACTIVE
+        result = await handle.result()
+    assert result.status is Status.EXPIRED
+    assert result.expires_at is not None and result.activated_at is not None
+    assert result.expires_at - result.activated_at == timedelta(hours=3)

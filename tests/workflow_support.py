@@ -1,0 +1,69 @@
+"""Helpers for the workflow tests: inputs, and a worker on a fresh task queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+
+from core.models import AccessRequestInput, AccessRequestView, Actor, ResourcePolicy
+from core.settings import Settings
+from core.temporal import workflow_id
+from worker import build_worker
+from workflows.access_request import AccessRequestWorkflow
+
+ALICE = Actor(sub="alice", groups=["engineers"])
+BOB = Actor(sub="bob", groups=["db-owners"])
+CAROL = Actor(sub="carol", groups=["db-owners"])
+ADMIN = Actor(sub="root", groups=["jit-admins"])
+
+
+def request_input(
+    *,
+    approvals: int = 1,
+    duration_s: int = 900,
+    max_duration_s: int = 3600,
+    approval_timeout_s: int = 3600,
+    start_at: datetime | None = None,
+    now: datetime | None = None,
+) -> AccessRequestInput:
+    return AccessRequestInput(
+        id=str(uuid.uuid4()),
+        requester=ALICE,
+        resource="postgres:orders/public.orders",
+        action="read",
+        duration_s=duration_s,
+        reason="debugging INC-1",
+        ticket="INC-1",
+        start_at=start_at,
+        created_at=now or datetime.now(UTC),
+        policy=ResourcePolicy(
+            approvals_required=approvals,
+            approver_groups=["db-owners"] if approvals else [],
+            max_duration_s=max_duration_s,
+            approval_timeout_s=approval_timeout_s,
+            admin_groups=["jit-admins"],
+        ),
+        policy_version="sha256:test",
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, data_dir: Path) -> AsyncIterator[Settings]:
+    settings = Settings(_env_file=None, data_dir=data_dir, task_queue=f"wf-test-{uuid.uuid4()}")  # type: ignore[call-arg]
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, executor):
+            yield settings
+
+
+async def start(
+    client: Client, settings: Settings, req: AccessRequestInput
+) -> WorkflowHandle[AccessRequestWorkflow, AccessRequestView]:
+    return await client.start_workflow(
+        AccessRequestWorkflow.run, req, id=workflow_id(req.id), task_queue=settings.task_queue
+    )
