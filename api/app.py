@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.identity import IdentityVerifier
+from api.page_tokens import PageTokens
 from api.requests_service import RequestService
 from api.routes import health, requests, tokens
 from core.catalog import Catalog
@@ -40,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.signing_key_pem
             else KeyRing.load_or_create(settings.signing_keys_dir)
         )
-        app.state.requests = RequestService(client, settings, catalog)
+        app.state.requests = RequestService(
+            client, settings, catalog, PageTokens.from_signing_key(app.state.keys.active)
+        )
         yield
 
     app = FastAPI(

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.errors import Unauthorized
-from api.identity import IdentityVerifier, Unauthenticated
+from api.errors import Unauthorized, Unavailable
+from api.identity import IdentityProviderUnavailable, IdentityVerifier, Unauthenticated
 from api.requests_service import RequestService
 from core.catalog import Catalog
 from core.grants import GrantStore
@@ -17,9 +17,20 @@ from core.settings import Settings
 
 
 async def current_user(request: Request) -> Actor:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    header = request.headers.get("authorization")
+    if header is None or not header.strip():
+        raise Unauthorized(
+            "missing identity: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+        )
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        # Name the scheme only if it is a plain word: never echo what might be a credential.
+        shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""
+        raise Unauthorized(
+            f"unsupported Authorization scheme{shown}: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not token.strip():
         raise Unauthorized(
             "missing identity: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -28,6 +39,8 @@ async def current_user(request: Request) -> Actor:
         return await verifier.authenticate(token.strip())
     except Unauthenticated as e:
         raise Unauthorized(str(e), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from e
+    except IdentityProviderUnavailable as e:
+        raise Unavailable(str(e), headers={"Retry-After": "5"}) from e
 
 
 def _state(name: str):  # type: ignore[no-untyped-def]

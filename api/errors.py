@@ -8,13 +8,14 @@ with internals.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -75,7 +76,10 @@ def from_update_failure(e: WorkflowUpdateFailedError) -> ApiError:
         return Conflict("the request could not be changed")
     assert isinstance(cause, ApplicationError)
     field = cause.details[0].get("field") if cause.details and isinstance(cause.details[0], dict) else None
-    return _BY_WORKFLOW_ERROR[cause.type](cause.message, field=field)
+    message = cause.message
+    if field and not message.startswith(field):
+        message = f"{field}: {message}"  # the message names the field, like every other 422
+    return _BY_WORKFLOW_ERROR[cause.type](message, field=field)
 
 
 def from_rpc_error(e: RPCError) -> ApiError:
@@ -84,7 +88,21 @@ def from_rpc_error(e: RPCError) -> ApiError:
     if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
         return Unavailable("Temporal is unreachable; try again shortly", headers={"Retry-After": "5"})
     log.error("Temporal call failed: %s %s", e.status, e.message)
-    return Unavailable("Temporal refused the call; try again shortly")
+    return Unavailable("Temporal refused the call; try again shortly", headers={"Retry-After": "5"})
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+}
+# Starlette's own wording for these is fine except for body parsing failures.
+_HTTP_MESSAGES = {400: "request body could not be read: send UTF-8 JSON"}
 
 
 def _body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -95,8 +113,68 @@ def _body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in _LOCATIONS else [str(p) for p in loc]
     return ".".join(parts) or None
+
+
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+# pydantic's wording, rewritten as "<field>: <rule>" reads: "reason: must not be empty".
+_RULES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "missing": lambda _: "is required",
+    "extra_forbidden": lambda _: "is not a field of this request",
+    "string_type": lambda _: "must be a string",
+    "string_too_short": lambda c: "must not be empty" if c.get("min_length") == 1 else f"must be at least {c.get('min_length')} characters",
+    "string_too_long": lambda c: f"must be at most {c.get('max_length')} characters",
+    "string_pattern_mismatch": lambda _: "has characters that are not allowed",
+    "int_type": lambda _: "must be a whole number",
+    "int_parsing": lambda _: "must be a whole number",
+    "int_from_float": lambda _: "must be a whole number",
+    "bool_type": lambda _: "must be true or false",
+    "bool_parsing": lambda _: "must be true or false",
+    "greater_than": lambda c: f"must be greater than {c.get('gt')}",
+    "greater_than_equal": lambda c: f"must be at least {c.get('ge')}",
+    "less_than": lambda c: f"must be less than {c.get('lt')}",
+    "less_than_equal": lambda c: f"must be at most {c.get('le')}",
+    "enum": lambda c: f"must be one of {c.get('expected')}",
+    "literal_error": lambda c: f"must be one of {c.get('expected')}",
+    "model_type": lambda _: "must be an object",
+    "model_attributes_type": lambda _: "must be an object",
+    "dict_type": lambda _: "must be an object",
+    "list_type": lambda _: "must be a list",
+}
+_DATETIME = "must be an ISO 8601 date-time with a time zone, e.g. 2026-01-01T09:00:00Z"
+
+
+def _rule_of(error: dict[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    if kind in _RULES:
+        return _RULES[kind](error.get("ctx") or {})
+    if kind.startswith(("datetime_", "date_", "timezone_")):
+        return _DATETIME
+    if kind in ("value_error", "assertion_error"):
+        cause = (error.get("ctx") or {}).get("error")
+        if cause is not None:
+            return str(cause)
+    message = str(error.get("msg") or "is not valid").removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def validation_error(errors: Sequence[Any]) -> ApiError:
+    """Map pydantic errors to one ``ApiError``: the first problem, naming its field and rule."""
+    first = dict(errors[0]) if errors else {}
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        # The decoder's reason ("Expecting ',' delimiter") and where, never the body itself.
+        reason = str((first.get("ctx") or {}).get("error", "")).split(":")[0][:100]
+        where = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        return BadRequest(f"request body is not valid JSON: {reason}{where}" if reason else "request body is not valid JSON")
+    if loc == ("body",):
+        # The body as a whole is missing or not an object: nothing to name.
+        return BadRequest("request body must be a JSON object (Content-Type: application/json)")
+    field = _field_of(loc)
+    rule = _rule_of(first)
+    return Invalid(f"{field}: {rule}" if field else rule, field=field)
 
 
 def install(app: FastAPI) -> None:
@@ -105,24 +183,25 @@ def install(app: FastAPI) -> None:
         return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0]
-        if first.get("type") == "json_invalid":
-            return JSONResponse(_body("bad_request", "request body is not valid JSON"), status_code=400)
-        field = _field_of(tuple(first.get("loc", ())))
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        return JSONResponse(
-            _body("invalid", f"{field}: {message}" if field else message, field), status_code=422
-        )
+    async def _validation(request: Request, e: RequestValidationError) -> JSONResponse:
+        return await _api_error(request, validation_error(e.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return JSONResponse(_body(code, str(e.detail)), status_code=e.status_code, headers=e.headers)
+        code = _HTTP_CODES.get(e.status_code, "http_error")
+        message = _HTTP_MESSAGES.get(e.status_code, str(e.detail))
+        return JSONResponse(_body(code, message), status_code=e.status_code, headers=e.headers)
 
     @app.exception_handler(RPCError)
-    async def _rpc(_: Request, e: RPCError) -> JSONResponse:
-        return await _api_error(_, from_rpc_error(e))
+    async def _rpc(request: Request, e: RPCError) -> JSONResponse:
+        return await _api_error(request, from_rpc_error(e))
+
+    @app.exception_handler(RPCTimeoutOrCancelledError)
+    async def _rpc_timeout(request: Request, e: RPCTimeoutOrCancelledError) -> JSONResponse:
+        log.warning("Temporal call timed out: %s", e)
+        return await _api_error(
+            request, Unavailable("Temporal did not answer in time; try again shortly", headers={"Retry-After": "5"})
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ pays for the signature check once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from typing import Any
@@ -20,12 +21,42 @@ from core import dev_identity
 from core.models import Actor
 from core.settings import Settings
 
+log = logging.getLogger("jit.api.identity")
+
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
 _CACHE_SIZE = 10_000
+_MAX_TOKEN_CHARS = 16_384
+
+# Fixed wording per failure: PyJWT's own messages can quote header values
+# (a kid, say), and nothing from the token goes back to the caller.
+_REASONS: list[tuple[type[Exception], str]] = [
+    (jwt.ExpiredSignatureError, "identity token has expired; get a new one"),
+    (jwt.ImmatureSignatureError, "identity token is not valid yet (nbf or iat is in the future)"),
+    (jwt.InvalidAudienceError, "identity token is for another audience than this service"),
+    (jwt.InvalidIssuerError, "identity token is from an issuer this service does not trust"),
+    (jwt.InvalidSignatureError, "identity token signature does not verify"),
+    (jwt.InvalidAlgorithmError, "identity token is signed with an algorithm this service does not accept"),
+    (jwt.PyJWKClientError, "identity token is signed with a key the identity provider does not publish"),
+    (jwt.InvalidKeyError, "identity token is signed with an algorithm this service does not accept"),
+    (jwt.DecodeError, "identity token is malformed"),
+]
 
 
 class Unauthenticated(Exception):
-    pass
+    """The caller's identity token is missing, malformed or not acceptable: 401."""
+
+
+class IdentityProviderUnavailable(Exception):
+    """The OIDC provider's keys could not be fetched: not the caller's fault, 503."""
+
+
+def _reason(e: jwt.PyJWTError) -> str:
+    if isinstance(e, jwt.MissingRequiredClaimError):
+        return f"identity token lacks the required {e.claim!r} claim"
+    for kind, reason in _REASONS:
+        if isinstance(e, kind):
+            return reason
+    return "identity token was rejected"
 
 
 class IdentityVerifier:
@@ -40,6 +71,8 @@ class IdentityVerifier:
         self._cache: OrderedDict[str, tuple[Actor, float]] = OrderedDict()
 
     async def authenticate(self, token: str) -> Actor:
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise Unauthenticated("identity token is too long")
         cached = self._cache.get(token)
         if cached is not None and cached[1] > time.time():
             return cached[0]
@@ -54,26 +87,40 @@ class IdentityVerifier:
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
         except jwt.PyJWTError as e:
-            raise Unauthenticated("identity token is malformed") from e
+            raise Unauthenticated("identity token is malformed: expected a signed JWT") from e
         try:
             if self._dev_key is not None and issuer == dev_identity.ISSUER:
                 claims = self._decode(token, self._dev_key, [dev_identity.ALGORITHM], issuer, dev_identity.AUDIENCE)
                 groups = claims.get("groups", [])
             elif self._jwks is not None and issuer == self._settings.oidc_issuer:
-                key = self._jwks.get_signing_key_from_jwt(token).key
-                claims = self._decode(
-                    token, key, self._settings.oidc_algorithms, issuer, self._settings.oidc_audience
-                )
+                # The PyJWK binds the algorithm to the key: an RSA key verifies RS256 only,
+                # whatever "alg" the token claims (no HS256-with-the-public-key confusion).
+                key = self._oidc_key(token)
+                claims = self._decode(token, key, self._settings.oidc_algorithms, issuer, self._settings.oidc_audience)
                 groups = claims.get(self._settings.oidc_groups_claim, [])
+            elif issuer == dev_identity.ISSUER:
+                raise Unauthenticated("development identity tokens are not accepted here (dev identity is off)")
             else:
                 raise Unauthenticated("identity token is from an issuer this service does not trust")
-        except jwt.ExpiredSignatureError as e:
-            raise Unauthenticated("identity token has expired") from e
         except jwt.PyJWTError as e:
-            raise Unauthenticated(f"identity token rejected: {e}") from e
+            log.info("identity token rejected: %s: %s", type(e).__name__, e)
+            raise Unauthenticated(_reason(e)) from e
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise Unauthenticated("identity token groups claim must be a list of strings")
-        return Actor(sub=str(claims["sub"]), groups=groups), float(claims["exp"])
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub.strip():
+            raise Unauthenticated("identity token sub claim must be a non-empty string")
+        return Actor(sub=sub, groups=groups), float(claims["exp"])
+
+    def _oidc_key(self, token: str) -> jwt.PyJWK:
+        assert self._jwks is not None
+        try:
+            return self._jwks.get_signing_key_from_jwt(token)
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError, OSError) as e:
+            # Unreachable, or answering with something that is not a JWKS (an HTML page
+            # parses as a JSONDecodeError, a ValueError): the provider's fault, not the caller's.
+            log.warning("cannot get the identity provider's keys: %s: %s", type(e).__name__, e)
+            raise IdentityProviderUnavailable("the identity provider's keys cannot be fetched; try again shortly") from e
 
     @staticmethod
     def _decode(token: str, key: Any, algorithms: list[str], issuer: str, audience: str | None) -> dict[str, Any]:

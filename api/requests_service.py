@@ -8,19 +8,29 @@ validators decide who may change it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecution, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecution,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import errors
+from api.page_tokens import InvalidPageToken, PageTokens
 from api.schemas import CreateRequest, RequestPage, RequestSummary
 from core.catalog import Catalog
 from core.durations import format_duration
@@ -58,10 +68,11 @@ MAX_START_AHEAD = timedelta(days=30)
 
 
 class RequestService:
-    def __init__(self, client: Client, settings: Settings, catalog: Catalog):
+    def __init__(self, client: Client, settings: Settings, catalog: Catalog, page_tokens: PageTokens | None = None):
         self._client = client
         self._settings = settings
         self._catalog = catalog
+        self._page_tokens = page_tokens or PageTokens()
 
     # -- create ----------------------------------------------------------------
 
@@ -93,13 +104,14 @@ class RequestService:
             )
         except WorkflowAlreadyStartedError:
             existing = await self._query(handle)
-            if (existing.requester, existing.resource, existing.action, existing.duration_s, existing.reason) != (
-                actor.sub,
-                body.resource,
-                body.action,
-                body.duration,
-                body.reason,
-            ):
+            if (
+                existing.requester,
+                existing.resource,
+                existing.action,
+                existing.duration_s,
+                existing.reason,
+                existing.ticket,
+            ) != (actor.sub, body.resource, body.action, body.duration, body.reason, body.ticket):
                 raise errors.Conflict(
                     "Idempotency-Key was already used for a different request", field="Idempotency-Key"
                 ) from None
@@ -111,7 +123,7 @@ class RequestService:
             view = await asyncio.wait_for(
                 handle.execute_update(AccessRequestWorkflow.settled), self._settings.settle_wait_s
             )
-        except (TimeoutError, RPCError):
+        except (TimeoutError, RPCError, RPCTimeoutOrCancelledError):
             view = _initial_view(request_input)
         return view, True
 
@@ -195,9 +207,12 @@ class RequestService:
         if mine:
             clauses.append(f"JitRequester = {_quote(actor.sub, 'mine')}")
         if to_approve:
-            if not actor.groups:
+            # A group name that cannot go into a query ("Domain Users") cannot be an approver group
+            # either: skip it, as the visibility scope does, rather than refuse the caller.
+            safe_groups = [g for g in actor.groups if _SAFE_VALUE.match(g)]
+            if not safe_groups:
                 return RequestPage(items=[])
-            groups = ", ".join(_quote(g, "to_approve") for g in actor.groups)
+            groups = ", ".join(_quote(g, "to_approve") for g in safe_groups)
             clauses += [
                 f"JitStatus = '{Status.PENDING}'",
                 f"JitApproverGroups IN ({groups})",
@@ -209,12 +224,14 @@ class RequestService:
             clauses.append(f"JitRequester = {_quote(requester, 'requester')}")
         if resource:
             clauses.append(f"JitResource = {_quote(resource, 'resource')}")
+        query = " AND ".join(clauses)
+        scope = f"{actor.sub}\n{query}"
         try:
-            token = base64.urlsafe_b64decode(page_token) if page_token else None
-        except (binascii.Error, ValueError):
-            raise errors.Invalid("page_token is not a token this API returned", field="page_token") from None
+            token = self._page_tokens.open(scope, page_token) if page_token else None
+        except InvalidPageToken as e:
+            raise errors.Invalid(str(e), field="page_token") from None
         iterator = self._client.list_workflows(
-            " AND ".join(clauses), page_size=page_size, next_page_token=token, rpc_timeout=_QUERY_TIMEOUT
+            query, page_size=page_size, next_page_token=token, rpc_timeout=_QUERY_TIMEOUT
         )
         try:
             await iterator.fetch_next_page()
@@ -227,9 +244,7 @@ class RequestService:
         if to_approve:
             items = [i for i in items if actor.sub not in i.approvers]
         next_token = iterator.next_page_token
-        return RequestPage(
-            items=items, next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None
-        )
+        return RequestPage(items=items, next_page_token=self._page_tokens.seal(scope, next_token) if next_token else None)
 
     # -- change ------------------------------------------------------------------
 
@@ -264,7 +279,7 @@ class RequestService:
             if e.status.name == "NOT_FOUND":
                 raise errors.Conflict("request has already ended") from e
             raise errors.from_rpc_error(e) from e
-        except TimeoutError:
+        except (TimeoutError, RPCTimeoutOrCancelledError):
             raise errors.Unavailable(
                 "no worker answered in time; the change may still be applied, check the request"
             ) from None
@@ -312,7 +327,7 @@ def _initial_view(req: AccessRequestInput) -> AccessRequestView:
 
 def _quote(value: str, field: str) -> str:
     if not _SAFE_VALUE.match(value):
-        raise errors.Invalid(f"{field} may hold only letters, digits and _.:/@+-", field=field)
+        raise errors.Invalid(f"{field}: may hold only letters, digits and _.:/@+-", field=field)
     return f"'{value}'"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,12 +11,21 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from core.durations import DurationError, parse_duration
 from core.models import Status
 
+# Messages are the rule only: the API prefixes the field ("duration: must be greater than zero").
+
 
 def _duration(value: Any) -> int:
     try:
         return parse_duration(value)
     except DurationError as e:
-        raise ValueError(f"duration {e}") from e
+        raise ValueError(str(e)) from e
+
+
+def _timestamp_text(value: Any) -> Any:
+    # pydantic would take a number as Unix time; a client sending one has the type wrong.
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date-time string with a time zone, e.g. 2026-01-01T09:00:00Z")
+    return value
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -24,11 +34,21 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+_TICKET = re.compile(r"^[A-Za-z0-9_.:/#-]+$")
+
+
+def _ticket(value: str) -> str:
+    if not _TICKET.match(value):
+        raise ValueError("may hold only letters, digits and _ . : / # -")
+    return value
+
+
 Duration = Annotated[int, BeforeValidator(_duration)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Ticket = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/#-]+$")]
+Ticket = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_ticket)]
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp_text), AfterValidator(_aware)]
 
 
 class _Body(BaseModel):
@@ -41,7 +61,7 @@ class CreateRequest(_Body):
     duration: Duration = Field(description='ISO 8601 ("PT15M"), seconds (900) or short ("15m")')
     reason: Reason
     ticket: Ticket | None = None
-    start_at: Annotated[datetime | None, AfterValidator(_aware)] = None
+    start_at: Timestamp = None
 
 
 class ApproveBody(_Body):
@@ -84,7 +104,7 @@ class RequestPage(BaseModel):
 
 class Credentials(BaseModel):
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_at: datetime
     grant_expires_at: datetime
     resource: str

@@ -16,7 +16,7 @@ from core.grants import GrantRow
 from core.keys import KeyRing
 
 ALGORITHM = "EdDSA"  # pinned: verification accepts nothing else
-TOKEN_TYPE = "at+jwt"
+TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 CLIENT_ID = "jit-access"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 _ISO = re.compile(
-    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$", re.IGNORECASE
+    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$", re.IGNORECASE | re.ASCII
 )
-_SHORT = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_SHORT = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$", re.ASCII)
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 # Far beyond any sane grant, small enough that arithmetic on it never overflows.
 _CEILING_S = 10 * 366 * 86400
@@ -39,11 +39,13 @@ def parse_duration(value: object) -> int:
 
 
 def _parse_text(text: str) -> int:
-    if text.isdigit():
+    if len(text) > 32:  # also keeps int() below its 4300-digit limit
+        raise DurationError("is too long to be a duration")
+    if text.isascii() and text.isdigit():  # not "²": str.isdigit() takes it, int() does not
         return int(text)
     match = _ISO.match(text) or _SHORT.match(text.lower())
-    if not match or not any(match.groupdict().values()) or len(text) > 32:
-        raise DurationError(f"{text[:32]!r} is not a duration like PT15M, 900 or 15m")
+    if not match or not any(match.groupdict().values()):
+        raise DurationError(f"{text!r} is not a duration like PT15M, 900 or 15m")
     return sum(int(v) * _UNITS[k] for k, v in match.groupdict().items() if v)
 
 

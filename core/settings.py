@@ -5,12 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Identity tokens are verified with the provider's public keys: never a shared secret, never "none".
+_ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JIT_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a start-up error must not print the environment (the signing key PEM may be in it).
+    model_config = SettingsConfigDict(env_prefix="JIT_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Path(".data")
     catalog_path: Path = Path("config/catalog.yaml")
@@ -34,12 +40,39 @@ class Settings(BaseSettings):
     introspect_groups: list[str] = Field(default_factory=lambda: ["resource-servers"])
 
     # Access tokens issued to requesters.
-    token_issuer: str = "http://localhost:8000"
+    token_issuer: str = "http://localhost:8000"  # noqa: S105
     token_ttl_s: int = Field(default=300, gt=0)
-    signing_key_pem: str | None = None  # else generated once under data_dir
+    signing_key_pem: str | None = Field(default=None, repr=False)  # else generated once under data_dir
 
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant
+
+    @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        oidc = {
+            "JIT_OIDC_ISSUER": self.oidc_issuer,
+            "JIT_OIDC_AUDIENCE": self.oidc_audience,
+            "JIT_OIDC_JWKS_URL": self.oidc_jwks_url,
+        }
+        missing = [name for name, value in oidc.items() if not value]
+        if len(missing) not in (0, len(oidc)):
+            # An issuer without an audience would accept tokens minted for any other
+            # application of the same provider; without a JWKS URL nothing verifies.
+            raise ValueError(
+                f"OIDC is half configured: {', '.join(missing)} not set; "
+                "set JIT_OIDC_ISSUER, JIT_OIDC_AUDIENCE and JIT_OIDC_JWKS_URL together"
+            )
+        if self.oidc_jwks_url and not self.oidc_jwks_url.startswith(("https://", "http://")):
+            raise ValueError("JIT_OIDC_JWKS_URL must be an http(s) URL")
+        unsafe = [a for a in self.oidc_algorithms if a not in _ASYMMETRIC]
+        if unsafe or not self.oidc_algorithms:
+            raise ValueError(
+                f"JIT_OIDC_ALGORITHMS may list only asymmetric algorithms ({', '.join(sorted(_ASYMMETRIC))}); "
+                f"refused: {', '.join(unsafe) or 'an empty list'}"
+            )
+        if not self.oidc_groups_claim.strip():
+            raise ValueError("JIT_OIDC_GROUPS_CLAIM must not be empty")
+        return self
 
     @property
     def signing_keys_dir(self) -> Path:

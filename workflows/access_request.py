@@ -110,7 +110,7 @@ class AccessRequestWorkflow:
                 timeout=timedelta(seconds=self._req.policy.approval_timeout_s),
                 timeout_summary="approval deadline",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._status = Status.TIMED_OUT
 
     async def _await_start(self) -> None:
@@ -122,7 +122,7 @@ class AccessRequestWorkflow:
                 timeout=self._req.start_at - workflow.now(),
                 timeout_summary=f"start at {self._req.start_at:%Y-%m-%d %H:%M} UTC",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._status = Status.PROVISIONING
 
     async def _provision(self) -> None:
@@ -168,11 +168,11 @@ class AccessRequestWorkflow:
                 return
             try:
                 await workflow.wait_condition(
-                    lambda: self._revocation is not None or self._expires_at != expires_at,
+                    lambda expires_at=expires_at: self._revocation is not None or self._expires_at != expires_at,
                     timeout=left,
                     timeout_summary=f"grant until {expires_at:%H:%M:%S} UTC",
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _revoke(self, reason: str) -> None:

@@ -1,0 +1,1 @@
+"""Provisioners: the target systems where a grant becomes real (see base.py)."""

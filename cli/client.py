@@ -1,0 +1,184 @@
+"""Everything the ``jit`` commands share: HTTP calls, error lines and output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import httpx
+
+from core.durations import format_duration
+
+# Approve and revoke wait for the workflow to settle; the API gives up after 30s.
+TIMEOUT_S = 60.0
+
+
+class CliError(click.ClickException):
+    """One line on stderr, ``jit: ...``. Exit 1 when the API said no, 2 when it was never asked."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"jit: {' '.join(self.message.split())}", err=True)  # one line, whatever the API said
+
+
+class Api:
+    def __init__(self, server: str, token: Callable[[], str], unauthenticated_hint: str | None = None):
+        self.server = server.rstrip("/")
+        self._token = token
+        self._hint = unauthenticated_hint
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
+        try:
+            with httpx.Client(base_url=self.server, timeout=TIMEOUT_S) as http:
+                response = http.request(method, path, json=body, params=params, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise CliError(f"cannot reach {self.server}: is the API running? (make run)", 2) from None
+        except httpx.TimeoutException:
+            raise CliError(f"{self.server} did not answer within {TIMEOUT_S:.0f}s; check with jit show", 2) from None
+        except httpx.HTTPError as e:
+            raise CliError(f"cannot talk to {self.server}: {e}", 2) from None
+        if response.is_error:
+            raise self._error(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(f"{self.server} answered {response.status_code} without JSON: is it the jit API?") from None
+
+    def _error(self, response: httpx.Response) -> CliError:
+        try:
+            error = response.json()["error"]
+            line = f"{response.status_code} {error['code']}: {error['message']}"
+            if error.get("field"):
+                line += f" (field: {error['field']})"
+        except (ValueError, KeyError, TypeError):
+            line = f"{response.status_code} {response.reason_phrase}".strip()
+        if response.status_code == 401 and self._hint:
+            line += f" ({self._hint})"
+        return CliError(line)
+
+
+# -- output -------------------------------------------------------------------
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def when(value: str | None, *, short: bool = False) -> str:
+    """An API timestamp in the local time zone; ``short`` drops the seconds and the zone."""
+    if not value:
+        return "-"
+    local = parse_time(value).astimezone()
+    return local.strftime("%Y-%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S %Z")
+
+
+def clock(value: str) -> str:
+    """``14:05:09 UTC`` today, with the date on any other day."""
+    local = parse_time(value).astimezone()
+    return local.strftime(
+        "%H:%M:%S %Z" if local.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M:%S %Z"
+    )
+
+
+def relative(value: str) -> str:
+    seconds = int((parse_time(value) - datetime.now(UTC)).total_seconds())
+    return f"in {format_duration(seconds)}" if seconds > 0 else f"{format_duration(-seconds)} ago"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def status_line(view: dict[str, Any]) -> str:
+    """``<id>  <status>`` and what comes next: the id first, so ``cut -d' ' -f1`` finds it."""
+    line = f"{view['id']}  {view['status']}"
+    status = view["status"]
+    if status == "active" and view.get("expires_at"):
+        line += f"  until {clock(view['expires_at'])}"
+    elif status == "pending":
+        missing = view["approvals_required"] - len(view.get("approvals", []))
+        groups = ", ".join(view.get("approver_groups", []))
+        line += f"  (needs {missing} approval{'s' if missing != 1 else ''} from {groups})"
+    elif status == "scheduled" and view.get("start_at"):
+        line += f"  (starts {clock(view['start_at'])})"
+    elif status == "failed" and view.get("failure"):
+        line += f"  ({view['failure']})"
+    return line
+
+
+def _decision(d: dict[str, Any]) -> str:
+    text = f"by {d['actor']} at {when(d['at'])}"
+    return f"{text}: {d['reason']}" if d.get("reason") else text
+
+
+def _duration(view: dict[str, Any]) -> str:
+    """As requested, plus what extensions added (the view records who extended, not by how much)."""
+    asked = view["duration_s"]
+    if view.get("extensions") and view.get("activated_at") and view.get("expires_at"):
+        granted = int((parse_time(view["expires_at"]) - parse_time(view["activated_at"])).total_seconds())
+        if granted > asked:
+            return f"{format_duration(asked)} (+{format_duration(granted - asked)} extended)"
+    return format_duration(asked)
+
+
+def describe(view: dict[str, Any]) -> None:
+    """A request, one fact a line, only the facts it has."""
+    rows: list[tuple[str, str]] = [
+        ("id", view["id"]),
+        ("status", view["status"]),
+        ("requester", view["requester"]),
+        ("resource", view["resource"]),
+        ("action", view["action"]),
+        ("duration", _duration(view)),
+        ("reason", view["reason"]),
+    ]
+    if view.get("ticket"):
+        rows.append(("ticket", view["ticket"]))
+    required, approvals = view["approvals_required"], view.get("approvals", [])
+    groups = ", ".join(view.get("approver_groups", [])) or "-"
+    rows.append(("approvals", f"{len(approvals)} of {required} from {groups}" if required else "none needed"))
+    for a in approvals:
+        comment = f": {a['comment']}" if a.get("comment") else ""
+        rows.append(("", f"{a['approver']} at {when(a['at'])}{comment}"))
+    for label, key in [
+        ("created", "created_at"),
+        ("starts", "start_at"),
+        ("approved", "approved_at"),
+        ("activated", "activated_at"),
+        ("expires", "expires_at"),
+        ("ended", "ended_at"),
+    ]:
+        if view.get(key):
+            rows.append((label, when(view[key])))
+            if key == "expires_at" and not view.get("ended_at"):
+                rows[-1] = (label, f"{rows[-1][1]} ({relative(view[key])})")
+    for label, key in [("denied", "denial"), ("cancelled", "cancellation"), ("revoked", "revocation")]:
+        if view.get(key):
+            rows.append((label, _decision(view[key])))
+    for extension in view.get("extensions", []):
+        rows.append(("extended", _decision(extension)))
+    if view.get("failure"):
+        rows.append(("failure", view["failure"]))
+    for label, value in rows:
+        click.echo(f"{label + ':' if label else '':<11}{value}")
