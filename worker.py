@@ -15,6 +15,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.grants import GrantActivities
+from activities.provisioners.postgres_config import load_password_secret
+from activities.provisioning import ProvisioningActivities
 from core.grants import GrantStore
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -22,12 +24,26 @@ from workflows.access_request import AccessRequestWorkflow
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
-    grants = GrantActivities(GrantStore(settings.grants_db_path))
+    store = GrantStore(settings.grants_db_path)
+    grants = GrantActivities(store)
+    provisioning = ProvisioningActivities(
+        password_secret=load_password_secret(settings.data_dir, settings.pg_password_secret),
+        # The grant store's tombstone: a late grant retry never re-creates
+        # access that a rollback already removed.
+        is_revoked=lambda request_id: (row := store.lookup(request_id)) is not None and row.revoked_at is not None,
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[AccessRequestWorkflow],
-        activities=[grants.issue_grant, grants.extend_grant, grants.revoke_grant],
+        activities=[
+            grants.issue_grant,
+            grants.extend_grant,
+            grants.revoke_grant,
+            provisioning.provision,
+            provisioning.extend_provision,
+            provisioning.deprovision,
+        ],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
     )

@@ -16,7 +16,7 @@ from api import errors
 from api.identity import IdentityVerifier
 from api.page_tokens import PageTokens
 from api.requests_service import RequestService
-from api.routes import health, requests, tokens
+from api.routes import codec, health, requests, tokens
 from core.catalog import Catalog
 from core.grants import GrantStore
 from core.keys import KeyRing
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
+    app.include_router(codec.router)
     return app
 
 

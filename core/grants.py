@@ -12,6 +12,7 @@ bring a revoked grant back.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ class GrantStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
-        self._reader: sqlite3.Connection | None = None
+        # One kept reader per thread: the API reads on its event loop, the
+        # worker's tombstone check on its activity threads.
+        self._readers = threading.local()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -115,9 +118,10 @@ class GrantStore:
 
     def lookup(self, request_id: str) -> GrantRow | None:
         """Hot path of introspection: one primary-key read on a kept connection."""
-        if self._reader is None:
-            self._reader = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        return _fetch(self._reader, request_id)
+        reader = getattr(self._readers, "db", None)
+        if reader is None:
+            reader = self._readers.db = sqlite3.connect(self._path, isolation_level=None)
+        return _fetch(reader, request_id)
 
 
 def _ts(value: datetime) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -64,6 +65,9 @@ class ResourcePolicy(BaseModel):
     max_duration_s: int
     approval_timeout_s: int
     admin_groups: list[str] = Field(default_factory=list)
+    # The catalog's ``provisioner:`` block (type postgres | webhook | none).
+    # Names secrets only indirectly (``dsn_env``): it is stored in history.
+    provisioner: dict[str, Any] = Field(default_factory=dict)
 
 
 class AccessRequestInput(BaseModel):
@@ -118,6 +122,8 @@ class Decision(BaseModel):
     actor: str
     at: datetime
     reason: str | None = None
+    # For an extension: how much time it added.
+    duration_s: int | None = None
 
 
 class Grant(BaseModel):
@@ -161,4 +167,9 @@ class AccessRequestView(BaseModel):
     revocation: Decision | None = None
     extensions: list[Decision] = Field(default_factory=list)
     failure: str | None = None
+    # Set once the provisioner has checked the target: no access left.
+    revocation_verified_at: datetime | None = None
+    # Set while revocation keeps failing: an operator must look (it retries forever).
+    alert: str | None = None
+    principal: str | None = None  # e.g. the database role that held the access
     policy_version: str

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     token_ttl_s: int = Field(default=300, gt=0)
     signing_key_pem: str | None = Field(default=None, repr=False)  # else generated once under data_dir
 
+    # Provisioning. Database passwords are derived (HMAC of the request id) with
+    # this key, so they are never stored nor put in history; else a key file
+    # made once under data_dir. Worker and API must share it.
+    pg_password_secret: str | None = Field(default=None, repr=False)
+    # Payload encryption for Temporal history: "kid:base64key,..." (last one
+    # encrypts), else keys made once under data_dir/codec-keys.
+    codec_keys: str | None = Field(default=None, repr=False)
+    # The Temporal UI origin allowed to call the codec endpoint (CORS).
+    codec_cors_origin: str = "http://localhost:8233"
+
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant
 
@@ -81,6 +91,10 @@ class Settings(BaseSettings):
     @property
     def dev_identity_key_path(self) -> Path:
         return self.data_dir / "dev-identity-key.pem"
+
+    @property
+    def codec_keys_dir(self) -> Path:
+        return self.data_dir / "codec-keys"
 
     @property
     def grants_db_path(self) -> Path:

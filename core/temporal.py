@@ -5,7 +5,9 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
+from core.codec import data_converter_with_codec, load_codec_keys
 from core.settings import Settings
 
 WORKFLOW_ID_PREFIX = "access-request-"
@@ -18,6 +20,8 @@ SA_STATUS = SearchAttributeKey.for_keyword("JitStatus")
 SA_APPROVERS = SearchAttributeKey.for_keyword_list("JitApprovers")
 SA_APPROVER_GROUPS = SearchAttributeKey.for_keyword_list("JitApproverGroups")
 SA_EXPIRES_AT = SearchAttributeKey.for_datetime("JitExpiresAt")
+# Set while something needs an operator (e.g. "revoke_failing"): filter on it.
+SA_ALERT = SearchAttributeKey.for_keyword("JitAlert")
 
 SEARCH_ATTRIBUTES = [
     SA_REQUESTER,
@@ -27,9 +31,17 @@ SEARCH_ATTRIBUTES = [
     SA_APPROVERS,
     SA_APPROVER_GROUPS,
     SA_EXPIRES_AT,
+    SA_ALERT,
 ]
 
+# Plain pydantic payloads: the replay tests' committed histories and test
+# environments that never see encrypted payloads.
 DATA_CONVERTER = pydantic_data_converter
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """What the API and the worker use: pydantic payloads, encrypted (AES-GCM)."""
+    return data_converter_with_codec(load_codec_keys(settings.codec_keys_dir, settings.codec_keys))
 
 
 def workflow_id(request_id: str) -> str:
@@ -49,5 +61,5 @@ async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
     )

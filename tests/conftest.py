@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from core.dev_identity import mint_dev_token
 from core.settings import Settings
-from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, connect
 from worker import build_worker
 
 BIN = Path(sys.executable).parent
@@ -96,10 +96,12 @@ async def serve_api(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[No
 @pytest.fixture
 async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
     settings = make_settings(dev_env.client, tmp_path / "data")
+    # The API's own data converter (payloads encrypted with this data dir's keys).
+    client = await connect(settings)
     with ThreadPoolExecutor(max_workers=8) as executor:
-        async with build_worker(dev_env.client, settings, executor):
+        async with build_worker(client, settings, executor):
             server, task, base_url = await serve_api(settings)
             async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                yield Stack(settings, dev_env.client, http, base_url)
+                yield Stack(settings, client, http, base_url)
             server.should_exit = True
             await task

@@ -608,7 +608,7 @@ async def test_temporal_outage_is_503(stack: Stack, tmp_path: Any) -> None:
     proxy = _Proxy(stack.settings.temporal_address)
     address = await proxy.start()
     settings = make_settings(
-        stack.client, tmp_path / "outage", temporal_address=address, task_queue=stack.settings.task_queue
+        stack.client, stack.settings.data_dir, temporal_address=address, task_queue=stack.settings.task_queue
     )
     server, task, base_url = await serve_api(settings)
     try:

@@ -36,6 +36,7 @@ from core import dev_identity
 from core.dev_identity import mint_dev_token
 from core.settings import Settings
 from tests.conftest import Stack, free_port, make_settings, serve_api
+from core.temporal import connect
 from worker import build_worker
 
 ORDERS = "postgres:orders/public.orders"
@@ -400,8 +401,9 @@ class OidcStack:
 async def oidc_stack(dev_env: WorkflowEnvironment, tmp_path: Path, idp: IdentityProvider) -> AsyncIterator[OidcStack]:
     """Worker and API like ``stack``, but callers are identified by the OIDC provider only."""
     settings = oidc_settings(dev_env.client, tmp_path / "data", idp)
+    client = await connect(settings)
     with ThreadPoolExecutor(max_workers=8) as executor:
-        async with build_worker(dev_env.client, settings, executor):
+        async with build_worker(client, settings, executor):
             server, task, base_url = await serve_api(settings)
             try:
                 async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:

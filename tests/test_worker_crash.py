@@ -18,7 +18,7 @@ from core.dev_identity import mint_dev_token
 from core.grants import GrantStore
 from core.models import Status
 from core.settings import Settings
-from core.temporal import workflow_id
+from core.temporal import connect, workflow_id
 from tests.conftest import make_settings, serve_api
 from workflows.access_request import AccessRequestWorkflow
 
@@ -76,7 +76,8 @@ async def test_worker_killed_mid_grant_still_revokes(
         await worker.wait()
         worker = await spawn_worker(settings)
 
-        handle = dev_env.client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request["id"]))
+        client = await connect(settings)
+        handle = client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request["id"]))
         result = await asyncio.wait_for(handle.result(), timeout=60)
         assert result.status is Status.EXPIRED
         grant = GrantStore(settings.grants_db_path).lookup(request["id"])

@@ -27,11 +27,12 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows import steps
+
 with workflow.unsafe.imports_passed_through():
-    from activities.grants import ExtendGrantInput, GrantActivities, IssueGrantInput, RevokeGrantInput
+    from activities.provisioners.base import GrantSpec
     from core import errors
     from core.durations import format_duration
     from core.models import (
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.temporal import (
         SA_ACTION,
+        SA_ALERT,
         SA_APPROVER_GROUPS,
         SA_APPROVERS,
         SA_EXPIRES_AT,
@@ -57,13 +59,6 @@ with workflow.unsafe.imports_passed_through():
         SA_RESOURCE,
         SA_STATUS,
     )
-
-# Provisioning gives up (and rolls back) after this; the request ends failed.
-ISSUE_TIMEOUT = timedelta(minutes=2)
-# Revocation never gives up: access must end. Backoff is capped so that a
-# recovered store is noticed quickly.
-REVOKE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
-STEP_TIMEOUT = timedelta(seconds=15)
 
 
 @workflow.defn
@@ -83,6 +78,11 @@ class AccessRequestWorkflow:
         self._extensions: list[Decision] = []
         self._failure: str | None = None
         self._extend_lock = asyncio.Lock()
+        self._spec: GrantSpec | None = None
+        self._principal: str | None = None
+        self._alert: str | None = None
+        self._alert_published = False
+        self._revocation_verified_at: datetime | None = None
         if not req.policy.approvals_required:
             self._approved_at = req.created_at
 
@@ -132,29 +132,17 @@ class AccessRequestWorkflow:
         # tokens and the timer all use these two instants. Time lost to
         # provisioning retries comes out of the grant, never on top of it.
         activated_at = workflow.now()
-        expires_at = activated_at + timedelta(seconds=req.duration_s)
+        self._spec = steps.grant_spec(req, activated_at, activated_at + timedelta(seconds=req.duration_s))
         try:
-            await workflow.execute_activity_method(
-                GrantActivities.issue_grant,
-                IssueGrantInput(
-                    request_id=req.id,
-                    requester=req.requester.sub,
-                    resource=req.resource,
-                    action=req.action,
-                    activated_at=activated_at,
-                    expires_at=expires_at,
-                ),
-                start_to_close_timeout=STEP_TIMEOUT,
-                schedule_to_close_timeout=ISSUE_TIMEOUT,
-                summary=f"issue {req.action} on {req.resource}",
-            )
+            outcome = await steps.issue(self._spec)
         except ActivityError as e:
             self._failure = f"provisioning failed: {e.cause or e}"
             await self._revoke("rollback of failed provisioning")
             self._status = Status.FAILED
             return
-        self._activated_at = activated_at
-        self._expires_at = expires_at
+        self._principal = outcome.principal if outcome else None
+        self._activated_at = self._spec.activated_at
+        self._expires_at = self._spec.expires_at
         self._status = Status.ACTIVE
         self._publish()
 
@@ -176,13 +164,14 @@ class AccessRequestWorkflow:
                 pass
 
     async def _revoke(self, reason: str) -> None:
-        await workflow.execute_activity_method(
-            GrantActivities.revoke_grant,
-            RevokeGrantInput(request_id=self._req.id, reason=reason),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=REVOKE_RETRY,
-            summary=f"revoke: {reason}"[:100],
-        )
+        outcome = await steps.revoke(self._req.id, self._spec, reason, self._set_alert)
+        if outcome is not None:
+            self._revocation_verified_at = workflow.now()
+
+    def _set_alert(self, alert: str | None) -> None:
+        if alert != self._alert:
+            self._alert = alert
+            self._publish()
 
     async def _finish(self) -> AccessRequestView:
         self._ended_at = workflow.now()
@@ -262,19 +251,18 @@ class AccessRequestWorkflow:
             self._validate_extend(input)
             assert self._expires_at is not None
             new_expiry = self._expires_at + timedelta(seconds=input.duration_s)
+            assert self._spec is not None
             try:
-                await workflow.execute_activity_method(
-                    GrantActivities.extend_grant,
-                    ExtendGrantInput(request_id=self._req.id, expires_at=new_expiry),
-                    start_to_close_timeout=STEP_TIMEOUT,
-                    schedule_to_close_timeout=ISSUE_TIMEOUT,
-                    summary=f"extend by {format_duration(input.duration_s)}",
-                )
+                await steps.extend(self._spec, new_expiry, input.duration_s)
             except ActivityError as e:
                 raise errors.conflict("the grant is no longer active") from e
             if self._status is Status.ACTIVE and self._revocation is None:
                 self._expires_at = new_expiry
-                self._extensions.append(Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason))
+                self._extensions.append(
+                    Decision(
+                        actor=input.actor.sub, at=workflow.now(), reason=input.reason, duration_s=input.duration_s
+                    )
+                )
                 self._publish()
         return self._view()
 
@@ -331,6 +319,11 @@ class AccessRequestWorkflow:
         ]
         if self._expires_at is not None:
             updates.append(SA_EXPIRES_AT.value_set(self._expires_at))
+        if self._alert is not None:
+            updates.append(SA_ALERT.value_set("revoke_failing"))
+        elif self._alert_published:
+            updates.append(SA_ALERT.value_unset())
+        self._alert_published = self._alert is not None
         workflow.upsert_search_attributes(updates)
 
     def _view(self) -> AccessRequestView:
@@ -358,5 +351,8 @@ class AccessRequestWorkflow:
             revocation=self._revocation,
             extensions=list(self._extensions),
             failure=self._failure,
+            revocation_verified_at=self._revocation_verified_at,
+            alert=self._alert,
+            principal=self._principal,
             policy_version=req.policy_version,
         )

@@ -1,0 +1,130 @@
+"""The activity calls of the lifecycle, with their timeouts and retry policies.
+
+Kept apart from the state machine in ``access_request.py`` so that file reads
+as the lifecycle and this one as "what it costs to touch the outside world".
+Deterministic workflow code: runs inside the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.grants import ExtendGrantInput, GrantActivities, IssueGrantInput, RevokeGrantInput
+    from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
+    from activities.provisioning import DeprovisionInput, ExtendProvisionInput, ProvisioningActivities
+    from core.durations import format_duration
+    from core.models import AccessRequestInput
+
+STEP_TIMEOUT = timedelta(seconds=15)
+# Provisioning gives up (and rolls back) after this; the request ends failed.
+ISSUE_TIMEOUT = timedelta(minutes=2)
+# Database work may wait on locks and on sessions being terminated.
+PROVISION_TIMEOUT = timedelta(seconds=90)
+PROVISION_HEARTBEAT = timedelta(seconds=20)
+# Revocation never gives up: access must end. Backoff is capped so that a
+# recovered target is noticed quickly.
+REVOKE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+# Deprovisioning runs in rounds; each failed round raises the request's alert.
+DEPROVISION_ROUND = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
+)
+
+
+def grant_spec(req: AccessRequestInput, activated_at: datetime, expires_at: datetime) -> GrantSpec:
+    return GrantSpec(
+        request_id=req.id,
+        requester=req.requester.sub,
+        resource=req.resource,
+        action=req.action,
+        activated_at=activated_at,
+        expires_at=expires_at,
+        settings=req.policy.provisioner,
+    )
+
+
+async def issue(spec: GrantSpec) -> GrantOutcome | None:
+    """Record the grant, then make it real in the target system (if the catalog names one)."""
+    await workflow.execute_activity_method(
+        GrantActivities.issue_grant,
+        IssueGrantInput(
+            request_id=spec.request_id,
+            requester=spec.requester,
+            resource=spec.resource,
+            action=spec.action,
+            activated_at=spec.activated_at,
+            expires_at=spec.expires_at,
+        ),
+        start_to_close_timeout=STEP_TIMEOUT,
+        schedule_to_close_timeout=ISSUE_TIMEOUT,
+        summary=f"record {spec.action} on {spec.resource}",
+    )
+    if spec.provisioner == "none":
+        return None
+    return await workflow.execute_activity_method(
+        ProvisioningActivities.provision,
+        spec,
+        start_to_close_timeout=PROVISION_TIMEOUT,
+        heartbeat_timeout=PROVISION_HEARTBEAT,
+        schedule_to_close_timeout=ISSUE_TIMEOUT + PROVISION_TIMEOUT,
+        summary=f"provision {spec.provisioner}: {spec.action} on {spec.resource}",
+    )
+
+
+async def extend(spec: GrantSpec, expires_at: datetime, added_s: int) -> None:
+    """Target first, then the store: the store never promises more than the target has."""
+    if spec.provisioner != "none":
+        await workflow.execute_activity_method(
+            ProvisioningActivities.extend_provision,
+            ExtendProvisionInput(spec=spec, expires_at=expires_at),
+            start_to_close_timeout=PROVISION_TIMEOUT,
+            heartbeat_timeout=PROVISION_HEARTBEAT,
+            schedule_to_close_timeout=ISSUE_TIMEOUT,
+            summary=f"extend {spec.provisioner} by {format_duration(added_s)}",
+        )
+    await workflow.execute_activity_method(
+        GrantActivities.extend_grant,
+        ExtendGrantInput(request_id=spec.request_id, expires_at=expires_at),
+        start_to_close_timeout=STEP_TIMEOUT,
+        schedule_to_close_timeout=ISSUE_TIMEOUT,
+        summary=f"extend by {format_duration(added_s)}",
+    )
+
+
+async def revoke(
+    request_id: str, spec: GrantSpec | None, reason: str, on_alert: Callable[[str | None], None]
+) -> RevokeOutcome | None:
+    """Tombstone the grant (tokens die at once), then take the access back and verify.
+
+    Never gives up. Each failed round of deprovisioning raises the alert that
+    the request shows until a round succeeds.
+    """
+    await workflow.execute_activity_method(
+        GrantActivities.revoke_grant,
+        RevokeGrantInput(request_id=request_id, reason=reason),
+        start_to_close_timeout=STEP_TIMEOUT,
+        retry_policy=REVOKE_RETRY,
+        summary=f"revoke: {reason}"[:100],
+    )
+    if spec is None or spec.provisioner == "none":
+        return None
+    while True:
+        try:
+            outcome = await workflow.execute_activity_method(
+                ProvisioningActivities.deprovision,
+                DeprovisionInput(spec=spec, reason=reason),
+                start_to_close_timeout=PROVISION_TIMEOUT,
+                heartbeat_timeout=PROVISION_HEARTBEAT,
+                retry_policy=DEPROVISION_ROUND,
+                summary=f"deprovision {spec.provisioner} and verify",
+            )
+        except ActivityError as e:
+            on_alert(f"revocation keeps failing, still retrying: {e.cause or e}"[:300])
+            continue
+        on_alert(None)
+        return outcome
