@@ -102,6 +102,14 @@ class RequestPage(BaseModel):
     next_page_token: str | None = None
 
 
+class DatabaseCredentials(BaseModel):
+    username: str
+    password: str
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+
+
 class Credentials(BaseModel):
     access_token: str
     token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
@@ -109,6 +117,8 @@ class Credentials(BaseModel):
     grant_expires_at: datetime
     resource: str
     action: str
+    # For resources provisioned in PostgreSQL: a login valid until the grant ends.
+    database: DatabaseCredentials | None = None
 
 
 class CatalogItem(BaseModel):

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from activities.provisioners import postgres_config
+from activities.provisioners.base import ProvisionerConfigError
+from activities.provisioners.webhook import WebhookSettings
 from core.durations import DurationError, parse_duration
 from core.models import ResourcePolicy
 
@@ -107,6 +110,24 @@ class CatalogEntry(BaseModel):
     break_glass_max: Seconds | None = None  # None: no break-glass on this resource
     stages: list[Stage] | None = None
     action_overrides: dict[str, ActionOverride] = Field(default_factory=dict)
+    # How access is made real: {type: postgres | webhook | none, ...}. Secrets
+    # only by the name of an environment variable (dsn_env, secret_env).
+    provisioner: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("provisioner")
+    @classmethod
+    def _known_provisioner(cls, value: dict[str, Any]) -> dict[str, Any]:
+        kind = value.get("type", "none") if value else "none"
+        if kind == "postgres":
+            try:
+                postgres_config.parse_settings(value)
+            except ProvisionerConfigError as e:
+                raise ValueError(str(e)) from e
+        elif kind == "webhook":
+            WebhookSettings.model_validate(value)
+        elif kind != "none":
+            raise ValueError(f"provisioner type must be postgres, webhook or none, not {kind!r}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CatalogEntry:
@@ -222,6 +243,7 @@ class Catalog:
             max_duration_s=min(entry.max_duration, ceiling_s),
             approval_timeout_s=entry.approval_timeout,
             admin_groups=admin_groups,
+            provisioner=entry.provisioner,
         )
 
 

@@ -48,9 +48,22 @@ class Actor(BaseModel):
 
     sub: str
     groups: list[str] = Field(default_factory=list)
+    # Step-up: the identity token says a second factor was used (amr/acr).
+    mfa: bool = False
 
     def in_any(self, groups: list[str]) -> bool:
         return bool(set(self.groups) & set(groups))
+
+
+class StageSnapshot(BaseModel):
+    """One approval stage as the policy decided it when the request was filed."""
+
+    name: str
+    groups: list[str]
+    approvals: int = 1
+    # No decision within this long: escalate_to groups may approve too.
+    escalate_after_s: int | None = None
+    escalate_to: list[str] = Field(default_factory=list)
 
 
 class ResourcePolicy(BaseModel):
@@ -68,6 +81,21 @@ class ResourcePolicy(BaseModel):
     # The catalog's ``provisioner:`` block (type postgres | webhook | none).
     # Names secrets only indirectly (``dsn_env``): it is stored in history.
     provisioner: dict[str, Any] = Field(default_factory=dict)
+    # Ordered approval stages; empty means one stage of approvals_required
+    # from approver_groups (requests filed before stages existed).
+    stages: list[StageSnapshot] = Field(default_factory=list)
+    # Granted at once by break-glass: a post-hoc review by review_groups follows.
+    break_glass: bool = False
+    review_groups: list[str] = Field(default_factory=list)
+    # Why the policy decided as it did (Cedar policy ids), for the audit trail.
+    reasons: list[str] = Field(default_factory=list)
+
+    def effective_stages(self) -> list[StageSnapshot]:
+        if self.stages:
+            return self.stages
+        if not self.approvals_required:
+            return []
+        return [StageSnapshot(name="approval", groups=self.approver_groups, approvals=self.approvals_required)]
 
 
 class AccessRequestInput(BaseModel):
@@ -85,6 +113,15 @@ class AccessRequestInput(BaseModel):
 
 
 class ApproveInput(BaseModel):
+    actor: Actor
+    comment: str | None = None
+    # The Cedar policies that permitted this approver (checked by the API).
+    permitted_by: list[str] = Field(default_factory=list)
+
+
+class AcknowledgeInput(BaseModel):
+    """Closes the post-hoc review of a break-glass grant."""
+
     actor: Actor
     comment: str | None = None
 
@@ -114,6 +151,11 @@ class Approval(BaseModel):
     approver: str
     at: datetime
     comment: str | None = None
+    stage: str | None = None
+    # Hash of what was approved (requester, resource, action, duration, start):
+    # an approval never carries over to a changed request.
+    binding: str | None = None
+    permitted_by: list[str] = Field(default_factory=list)
 
 
 class Decision(BaseModel):
@@ -172,4 +214,12 @@ class AccessRequestView(BaseModel):
     # Set while revocation keeps failing: an operator must look (it retries forever).
     alert: str | None = None
     principal: str | None = None  # e.g. the database role that held the access
+    # Approval routing: the stage now waiting, and which groups may act in it.
+    stage: str | None = None
+    eligible_groups: list[str] = Field(default_factory=list)
+    escalated: bool = False
+    break_glass: bool = False
+    review: Decision | None = None  # the acknowledgement of a break-glass grant
+    review_pending: bool = False
+    policy_reasons: list[str] = Field(default_factory=list)
     policy_version: str

@@ -22,6 +22,9 @@ SA_APPROVER_GROUPS = SearchAttributeKey.for_keyword_list("JitApproverGroups")
 SA_EXPIRES_AT = SearchAttributeKey.for_datetime("JitExpiresAt")
 # Set while something needs an operator (e.g. "revoke_failing"): filter on it.
 SA_ALERT = SearchAttributeKey.for_keyword("JitAlert")
+SA_BREAK_GLASS = SearchAttributeKey.for_bool("JitBreakGlass")
+# "pending" until an approver acknowledges a break-glass grant, then "acknowledged".
+SA_REVIEW = SearchAttributeKey.for_keyword("JitReview")
 
 SEARCH_ATTRIBUTES = [
     SA_REQUESTER,
@@ -32,6 +35,8 @@ SEARCH_ATTRIBUTES = [
     SA_APPROVER_GROUPS,
     SA_EXPIRES_AT,
     SA_ALERT,
+    SA_BREAK_GLASS,
+    SA_REVIEW,
 ]
 
 # Plain pydantic payloads: the replay tests' committed histories and test
@@ -50,7 +55,7 @@ def workflow_id(request_id: str) -> str:
 
 def search_attribute_flags() -> list[str]:
     """``--search-attribute`` arguments for ``temporal server start-dev``."""
-    kinds = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "DATETIME": "Datetime"}
+    kinds = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "DATETIME": "Datetime", "BOOL": "Bool"}
     flags = []
     for key in SEARCH_ATTRIBUTES:
         flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]

@@ -32,9 +32,11 @@ def build(policies_dir: Path, catalog_path: Path | None) -> PolicyEngine:
 
 
 def check(policies_dir: Path, catalog_path: Path | None = None) -> list[str]:
-    """Every problem found, as ``file:line: message``; [] when the API would load these files."""
+    """Every problem found, as ``file:line: message``; [] when the API would load these files.
+
+    Without ``catalog_path``, the catalog beside the directory if there is one, else none."""
     try:
-        build(policies_dir, catalog_path)
+        build(Path(policies_dir), catalog_path or default_catalog(Path(policies_dir)))
     except PolicyError as e:
         return e.errors
     return []

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
+from activities.provisioners.base import ProvisionerConfigError
+from activities.provisioners.postgres_config import credentials_for, load_password_secret
 from api import errors
 from api.deps import CatalogDep, CurrentUser, Grants, Keys, Requests, SettingsDep
 from api.schemas import (
@@ -15,13 +17,16 @@ from api.schemas import (
     CatalogItem,
     CreateRequest,
     Credentials,
+    DatabaseCredentials,
     DenyBody,
     ExtendBody,
     RequestPage,
     RevokeBody,
 )
 from core import access_tokens
+from core.catalog import CatalogEntry
 from core.models import AccessRequestView, Status
+from core.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["requests"])
 
@@ -97,7 +102,13 @@ async def extend(request_id: str, body: ExtendBody, user: CurrentUser, requests:
 
 @router.get("/requests/{request_id}/credentials")
 async def credentials(
-    request_id: str, user: CurrentUser, requests: Requests, grants: Grants, keys: Keys, settings: SettingsDep
+    request_id: str,
+    user: CurrentUser,
+    requests: Requests,
+    grants: Grants,
+    keys: Keys,
+    settings: SettingsDep,
+    catalog: CatalogDep,
 ) -> Credentials:
     view = await requests.get(user, request_id)
     if view.requester != user.sub:
@@ -112,7 +123,22 @@ async def credentials(
         grant_expires_at=grant.expires_at,
         resource=grant.resource,
         action=grant.action,
+        database=_database_credentials(view.id, view.requester, catalog.get(view.resource), settings),
     )
+
+
+def _database_credentials(
+    request_id: str, requester: str, entry: CatalogEntry | None, settings: Settings
+) -> DatabaseCredentials | None:
+    """Recomputed on each call: the password is derived, never stored or put in history."""
+    if entry is None or entry.provisioner.get("type") != "postgres":
+        return None
+    secret = load_password_secret(settings.data_dir, settings.pg_password_secret)
+    try:
+        found = credentials_for(request_id, entry.provisioner, requester=requester, secret=secret)
+    except ProvisionerConfigError as e:
+        raise errors.Unavailable("the database for this resource is not configured on this server") from e
+    return DatabaseCredentials(**found)
 
 
 @router.get("/catalog", tags=["catalog"])
