@@ -30,6 +30,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import steps
+from workflows.approvals import ApprovalRouting
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         TERMINAL,
         AccessRequestInput,
         AccessRequestView,
+        AcknowledgeInput,
         Actor,
         Approval,
         ApproveInput,
@@ -54,9 +56,11 @@ with workflow.unsafe.imports_passed_through():
         SA_ALERT,
         SA_APPROVER_GROUPS,
         SA_APPROVERS,
+        SA_BREAK_GLASS,
         SA_EXPIRES_AT,
         SA_REQUESTER,
         SA_RESOURCE,
+        SA_REVIEW,
         SA_STATUS,
     )
 
@@ -66,8 +70,8 @@ class AccessRequestWorkflow:
     @workflow.init
     def __init__(self, req: AccessRequestInput) -> None:
         self._req = req
-        self._status = Status.PENDING if req.policy.approvals_required else self._approved_status()
-        self._approvals: list[Approval] = []
+        self._status = Status.PENDING if req.policy.effective_stages() else self._approved_status()
+        self._routing = ApprovalRouting(req, workflow.now())
         self._approved_at: datetime | None = None
         self._activated_at: datetime | None = None
         self._expires_at: datetime | None = None
@@ -83,7 +87,8 @@ class AccessRequestWorkflow:
         self._alert: str | None = None
         self._alert_published = False
         self._revocation_verified_at: datetime | None = None
-        if not req.policy.approvals_required:
+        self._review: Decision | None = None
+        if self._routing.done:
             self._approved_at = req.created_at
 
     @workflow.run
@@ -99,19 +104,35 @@ class AccessRequestWorkflow:
             await self._hold_grant()
             await self._revoke(self._revocation.reason if self._revocation else "expired")
             self._status = Status.REVOKED if self._revocation else Status.EXPIRED
+        if self._review_pending:
+            # Break-glass: the workflow stays open, and listed, until reviewed.
+            self._publish()
+            await workflow.wait_condition(lambda: not self._review_pending)
         return await self._finish()
 
     # -- lifecycle steps -------------------------------------------------
 
     async def _await_decision(self) -> None:
-        try:
-            await workflow.wait_condition(
-                lambda: self._status is not Status.PENDING,
-                timeout=timedelta(seconds=self._req.policy.approval_timeout_s),
-                timeout_summary="approval deadline",
-            )
-        except TimeoutError:
-            self._status = Status.TIMED_OUT
+        """Wait for the stages to complete, escalating a stage that waits too long."""
+        deadline = workflow.now() + timedelta(seconds=self._req.policy.approval_timeout_s)
+        while self._status is Status.PENDING:
+            now = workflow.now()
+            if now >= deadline:
+                self._status = Status.TIMED_OUT
+                return
+            escalate_at = self._routing.escalation_at()
+            wait = min(deadline, escalate_at) - now if escalate_at else deadline - now
+            stage = self._routing.index
+            try:
+                await workflow.wait_condition(
+                    lambda stage=stage: self._status is not Status.PENDING or self._routing.index != stage,
+                    timeout=wait,
+                    timeout_summary="approval deadline" if wait == deadline - now else "escalation",
+                )
+            except TimeoutError:
+                if escalate_at is not None and workflow.now() >= escalate_at:
+                    self._routing.escalate()
+                    self._publish()
 
     async def _await_start(self) -> None:
         assert self._req.start_at is not None
@@ -183,8 +204,10 @@ class AccessRequestWorkflow:
 
     @workflow.update
     async def approve(self, input: ApproveInput) -> AccessRequestView:
-        self._approvals.append(Approval(approver=input.actor.sub, at=workflow.now(), comment=input.comment))
-        if len(self._approvals) >= self._req.policy.approvals_required:
+        approval = Approval(
+            approver=input.actor.sub, at=workflow.now(), comment=input.comment, permitted_by=input.permitted_by
+        )
+        if self._routing.record(approval, workflow.now()):
             self._approved_at = workflow.now()
             self._status = self._approved_status()
             # Answer the last approver with the outcome of provisioning.
@@ -196,8 +219,6 @@ class AccessRequestWorkflow:
     @approve.validator
     def _validate_approve(self, input: ApproveInput) -> None:
         self._check_decider(input.actor, "approve")
-        if any(a.approver == input.actor.sub for a in self._approvals):
-            raise errors.conflict("you have already approved this request")
 
     @workflow.update
     def deny(self, input: DenyInput) -> AccessRequestView:
@@ -283,6 +304,23 @@ class AccessRequestWorkflow:
             )
 
     @workflow.update
+    def acknowledge(self, input: AcknowledgeInput) -> AccessRequestView:
+        self._review = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.comment)
+        self._publish()
+        return self._view()
+
+    @acknowledge.validator
+    def _validate_acknowledge(self, input: AcknowledgeInput) -> None:
+        if not self._req.policy.break_glass:
+            raise errors.conflict("only break-glass grants are reviewed")
+        if input.actor.sub == self._req.requester.sub:
+            raise errors.forbidden("you cannot review your own break-glass access")
+        if not input.actor.in_any(self._req.policy.review_groups):
+            raise errors.forbidden(f"only members of {', '.join(self._req.policy.review_groups) or 'nobody'} may review")
+        if not self._review_pending:
+            raise errors.conflict("no review is pending on this request")
+
+    @workflow.update
     async def settled(self) -> AccessRequestView:
         """Returns once the request is past provisioning (or waiting on people)."""
         await workflow.wait_condition(lambda: self._status is not Status.PROVISIONING)
@@ -299,13 +337,15 @@ class AccessRequestWorkflow:
         return Status.SCHEDULED if start_at and start_at > workflow.now() else Status.PROVISIONING
 
     def _check_decider(self, actor: Actor, verb: str) -> None:
-        if actor.sub == self._req.requester.sub:
-            raise errors.forbidden(f"you cannot {verb} your own request")
-        if not actor.in_any(self._req.policy.approver_groups):
-            groups = ", ".join(self._req.policy.approver_groups) or "nobody"
-            raise errors.forbidden(f"only members of {groups} may {verb} this request")
         if self._status is not Status.PENDING:
+            if actor.sub == self._req.requester.sub:
+                raise errors.forbidden(f"you cannot {verb} your own request")
             raise errors.conflict(f"request is {self._status}, not pending")
+        self._routing.check(actor, verb)
+
+    @property
+    def _review_pending(self) -> bool:
+        return self._req.policy.break_glass and self._review is None and self._activated_at is not None
 
     def _publish(self) -> None:
         """Upsert every search attribute: Temporal UI's audit filters read these."""
@@ -314,8 +354,8 @@ class AccessRequestWorkflow:
             SA_RESOURCE.value_set(self._req.resource),
             SA_ACTION.value_set(self._req.action),
             SA_STATUS.value_set(self._status.value),
-            SA_APPROVERS.value_set([a.approver for a in self._approvals]),
-            SA_APPROVER_GROUPS.value_set(self._req.policy.approver_groups),
+            SA_APPROVERS.value_set([a.approver for a in self._routing.approvals]),
+            SA_APPROVER_GROUPS.value_set(self._routing.eligible_groups() or self._req.policy.approver_groups),
         ]
         if self._expires_at is not None:
             updates.append(SA_EXPIRES_AT.value_set(self._expires_at))
@@ -324,6 +364,10 @@ class AccessRequestWorkflow:
         elif self._alert_published:
             updates.append(SA_ALERT.value_unset())
         self._alert_published = self._alert is not None
+        if self._req.policy.break_glass:
+            updates.append(SA_BREAK_GLASS.value_set(True))
+            if self._activated_at is not None:
+                updates.append(SA_REVIEW.value_set("pending" if self._review is None else "acknowledged"))
         workflow.upsert_search_attributes(updates)
 
     def _view(self) -> AccessRequestView:
@@ -340,7 +384,7 @@ class AccessRequestWorkflow:
             start_at=req.start_at,
             approvals_required=req.policy.approvals_required,
             approver_groups=req.policy.approver_groups,
-            approvals=list(self._approvals),
+            approvals=list(self._routing.approvals),
             created_at=req.created_at,
             approved_at=self._approved_at,
             activated_at=self._activated_at,
@@ -354,5 +398,12 @@ class AccessRequestWorkflow:
             revocation_verified_at=self._revocation_verified_at,
             alert=self._alert,
             principal=self._principal,
+            stage=self._routing.stage.name if self._routing.stage and self._status is Status.PENDING else None,
+            eligible_groups=self._routing.eligible_groups() if self._status is Status.PENDING else [],
+            escalated=self._routing.escalated,
+            break_glass=req.policy.break_glass,
+            review=self._review,
+            review_pending=self._review_pending,
+            policy_reasons=req.policy.reasons,
             policy_version=req.policy_version,
         )
