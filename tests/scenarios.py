@@ -1,7 +1,7 @@
 """Scripted lifecycles whose histories the replay test checks.
 
 ``python -m tests.scenarios OUT_DIR`` records them as JSON (against a dev
-server it starts) so that histories of today's code are committed and every
+server it starts; existing files are kept) so that histories of today's code are committed and every
 later change to the workflow must still replay them.
 """
 
@@ -15,9 +15,17 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from core.models import ApproveInput, CancelInput, DenyInput, ExtendInput, RevokeInput
+from core.models import (
+    AcknowledgeInput,
+    ApproveInput,
+    CancelInput,
+    DenyInput,
+    ExtendInput,
+    RevokeInput,
+    StageSnapshot,
+)
 from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
-from tests.workflow_support import ALICE, BOB, CAROL, request_input, running_worker, start
+from tests.workflow_support import ALICE, BOB, CAROL, DANA, request_input, running_worker, start
 from workflows.access_request import AccessRequestWorkflow
 
 
@@ -47,6 +55,21 @@ async def run_scenarios(client: Client, data_dir: Path) -> dict[str, WorkflowHan
         h = await start(client, settings, request_input(approval_timeout_s=1))
         handles["timed_out"] = h
 
+        stages = [
+            StageSnapshot(name="owners", groups=["db-owners"]),
+            StageSnapshot(name="data", groups=["data-owners"], escalate_after_s=3600, escalate_to=["data-leads"]),
+        ]
+        h = await start(client, settings, request_input(stages=stages, duration_s=3600))
+        await h.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+        await h.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=DANA))
+        await h.execute_update(AccessRequestWorkflow.revoke, RevokeInput(actor=ALICE, reason="done"))
+        handles["two_stages_revoked"] = h
+
+        h = await start(client, settings, request_input(approvals=0, break_glass=True, duration_s=1))
+        await h.execute_update(AccessRequestWorkflow.settled)
+        await h.execute_update(AccessRequestWorkflow.acknowledge, AcknowledgeInput(actor=BOB, comment="ok"))
+        handles["break_glass_reviewed"] = h
+
         for handle in handles.values():
             await handle.result()
     return handles
@@ -63,8 +86,10 @@ async def _record(out: Path) -> None:
             handles = await run_scenarios(env.client, Path(tmp))
             out.mkdir(parents=True, exist_ok=True)
             for name, handle in handles.items():
-                history = await handle.fetch_history()
-                (out / f"{name}.json").write_text(history.to_json())
+                # Histories of older code stay as they were: they are the point.
+                path = out / f"{name}.json"
+                if not path.exists():
+                    path.write_text((await handle.fetch_history()).to_json())
     finally:
         await env.shutdown()
 

@@ -35,8 +35,8 @@ from temporalio.testing import WorkflowEnvironment
 from core import dev_identity
 from core.dev_identity import mint_dev_token
 from core.settings import Settings
-from tests.conftest import Stack, free_port, make_settings, serve_api
 from core.temporal import connect
+from tests.conftest import Stack, free_port, make_settings, serve_api
 from worker import build_worker
 
 ORDERS = "postgres:orders/public.orders"

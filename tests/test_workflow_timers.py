@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from core.grants import GrantStore
 from core.models import ApproveInput, Status
-from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
 from tests.workflow_support import BOB, request_input, running_worker, start
 from workflows.access_request import AccessRequestWorkflow
-
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
-
-
-@pytest.fixture(scope="module")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
-    )
-    # The test server knows no custom search attributes until told: without
-    # this, the first upsert fails the workflow task and the test hangs.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
-        )
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_two_hour_grant_expires_and_is_revoked(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:

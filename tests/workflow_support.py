@@ -11,7 +11,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
 
-from core.models import AccessRequestInput, AccessRequestView, Actor, ResourcePolicy
+from core.models import AccessRequestInput, AccessRequestView, Actor, ResourcePolicy, StageSnapshot
 from core.settings import Settings
 from core.temporal import workflow_id
 from worker import build_worker
@@ -21,6 +21,9 @@ ALICE = Actor(sub="alice", groups=["engineers"])
 BOB = Actor(sub="bob", groups=["db-owners"])
 CAROL = Actor(sub="carol", groups=["db-owners"])
 ADMIN = Actor(sub="root", groups=["jit-admins"])
+DANA = Actor(sub="dana", groups=["data-owners"])
+LEAD = Actor(sub="lee", groups=["data-leads"])
+SRE = Actor(sub="sam", groups=["sre"])
 
 
 def request_input(
@@ -31,6 +34,8 @@ def request_input(
     approval_timeout_s: int = 3600,
     start_at: datetime | None = None,
     now: datetime | None = None,
+    stages: list[StageSnapshot] | None = None,
+    break_glass: bool = False,
 ) -> AccessRequestInput:
     return AccessRequestInput(
         id=str(uuid.uuid4()),
@@ -43,11 +48,14 @@ def request_input(
         start_at=start_at,
         created_at=now or datetime.now(UTC),
         policy=ResourcePolicy(
-            approvals_required=approvals,
-            approver_groups=["db-owners"] if approvals else [],
+            approvals_required=sum(st.approvals for st in stages) if stages else approvals,
+            approver_groups=sorted({g for st in stages for g in st.groups}) if stages else (["db-owners"] if approvals else []),
             max_duration_s=max_duration_s,
             approval_timeout_s=approval_timeout_s,
             admin_groups=["jit-admins"],
+            stages=stages or [],
+            break_glass=break_glass,
+            review_groups=["db-owners"] if break_glass else [],
         ),
         policy_version="sha256:test",
     )
