@@ -14,9 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit import AuditActivities
 from activities.grants import GrantActivities
 from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
+from core.audit_log import AuditLog
 from core.grants import GrantStore
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -26,6 +28,7 @@ from workflows.access_request import AccessRequestWorkflow
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     store = GrantStore(settings.grants_db_path)
     grants = GrantActivities(store)
+    audit = AuditActivities(AuditLog(settings.audit_log_path))
     provisioning = ProvisioningActivities(
         password_secret=load_password_secret(settings.data_dir, settings.pg_password_secret),
         # The grant store's tombstone: a late grant retry never re-creates
@@ -43,6 +46,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             provisioning.provision,
             provisioning.extend_provision,
             provisioning.deprovision,
+            audit.append_audit,
         ],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,

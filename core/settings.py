@@ -20,6 +20,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".data")
     catalog_path: Path = Path("config/catalog.yaml")
+    # The Cedar access policies (config/policies/README.md). The API reloads them on
+    # SIGHUP, and when their files change (checked at most this often, on a request).
+    policies_dir: Path = Path("config/policies")
+    policy_check_interval_s: float = Field(default=1.0, ge=0)
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -34,10 +38,14 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = "groups"
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
 
-    # Who may do what beyond the catalog's approver groups.
+    # Who audits, introspects and revokes others' grants is the policies' word
+    # (config/policies/admin.cedar). These groups are snapshotted into each request:
+    # the workflow lets them revoke any grant, and they review a break-glass grant
+    # on a resource without approval stages.
     admin_groups: list[str] = Field(default_factory=lambda: ["jit-admins"])
+    # Only the codec endpoint (api/routes/codec.py) still reads this; the API asks
+    # the policies (Cedar ``audit``) everywhere else.
     auditor_groups: list[str] = Field(default_factory=lambda: ["auditors"])
-    introspect_groups: list[str] = Field(default_factory=lambda: ["resource-servers"])
 
     # Access tokens issued to requesters.
     token_issuer: str = "http://localhost:8000"  # noqa: S105
@@ -95,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def codec_keys_dir(self) -> Path:
         return self.data_dir / "codec-keys"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.data_dir / "audit.sqlite3"
 
     @property
     def grants_db_path(self) -> Path:

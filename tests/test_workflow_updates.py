@@ -14,7 +14,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.audit import AuditActivities
 from activities.grants import GrantActivities, IssueGrantInput
+from core.audit_log import AuditLog
 from core.grants import GrantStore
 from core.models import (
     ApproveInput,
@@ -150,6 +152,7 @@ async def test_extend_moves_expiry_within_the_maximum(dev_env: WorkflowEnvironme
 async def test_failed_provisioning_rolls_back_and_fails(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path, task_queue=f"wf-fail-{tmp_path.name}")  # type: ignore[call-arg]
     real = GrantActivities(GrantStore(settings.grants_db_path))
+    audit = AuditActivities(AuditLog(settings.audit_log_path))
 
     @activity.defn(name="issue_grant")
     def broken_issue_grant(input: IssueGrantInput) -> None:
@@ -160,7 +163,7 @@ async def test_failed_provisioning_rolls_back_and_fails(dev_env: WorkflowEnviron
             dev_env.client,
             task_queue=settings.task_queue,
             workflows=[AccessRequestWorkflow],
-            activities=[broken_issue_grant, real.extend_grant, real.revoke_grant],
+            activities=[broken_issue_grant, real.extend_grant, real.revoke_grant, audit.append_audit],
             activity_executor=executor,
         ):
             req = request_input(approvals=0)

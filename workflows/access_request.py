@@ -31,10 +31,12 @@ from temporalio.exceptions import ActivityError
 
 from workflows import steps
 from workflows.approvals import ApprovalRouting
+from workflows.audit_trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
     from core import errors
+    from core.audit import AuditEventType
     from core.durations import format_duration
     from core.models import (
         TERMINAL,
@@ -72,6 +74,7 @@ class AccessRequestWorkflow:
         self._req = req
         self._status = Status.PENDING if req.policy.effective_stages() else self._approved_status()
         self._routing = ApprovalRouting(req, workflow.now())
+        self._audit = AuditTrail(req)
         self._approved_at: datetime | None = None
         self._activated_at: datetime | None = None
         self._expires_at: datetime | None = None
@@ -94,6 +97,18 @@ class AccessRequestWorkflow:
     @workflow.run
     async def run(self, req: AccessRequestInput) -> AccessRequestView:
         self._publish()
+        self._audit.emit(
+            AuditEventType.REQUESTED,
+            actor=req.requester.sub,
+            reason=req.reason,
+            ticket=req.ticket,
+            duration_s=req.duration_s,
+            policy_version=req.policy_version,
+            policy_reasons=req.policy.reasons,
+            stages=[st.name for st in self._routing.stages],
+            auto_approve=self._routing.done and not req.policy.break_glass,
+            break_glass=req.policy.break_glass,
+        )
         if self._status is Status.PENDING:
             await self._await_decision()
         if self._status is Status.SCHEDULED:
@@ -104,6 +119,10 @@ class AccessRequestWorkflow:
             await self._hold_grant()
             await self._revoke(self._revocation.reason if self._revocation else "expired")
             self._status = Status.REVOKED if self._revocation else Status.EXPIRED
+            if self._revocation:
+                self._audit.emit(AuditEventType.REVOKED, actor=self._revocation.actor, reason=self._revocation.reason)
+            else:
+                self._audit.emit(AuditEventType.EXPIRED, expires_at=self._expires_at)
         if self._review_pending:
             # Break-glass: the workflow stays open, and listed, until reviewed.
             self._publish()
@@ -119,6 +138,7 @@ class AccessRequestWorkflow:
             now = workflow.now()
             if now >= deadline:
                 self._status = Status.TIMED_OUT
+                self._audit.emit(AuditEventType.TIMED_OUT, stage=self._routing.stage.name if self._routing.stage else None)
                 return
             escalate_at = self._routing.escalation_at()
             wait = min(deadline, escalate_at) - now if escalate_at else deadline - now
@@ -132,6 +152,7 @@ class AccessRequestWorkflow:
             except TimeoutError:
                 if escalate_at is not None and workflow.now() >= escalate_at:
                     self._routing.escalate()
+                    self._audit.emit(AuditEventType.ESCALATED, groups=self._routing.eligible_groups())
                     self._publish()
 
     async def _await_start(self) -> None:
@@ -160,8 +181,18 @@ class AccessRequestWorkflow:
             self._failure = f"provisioning failed: {e.cause or e}"
             await self._revoke("rollback of failed provisioning")
             self._status = Status.FAILED
+            self._audit.emit(AuditEventType.FAILED, reason=self._failure)
             return
         self._principal = outcome.principal if outcome else None
+        # Fail closed: no access (no credentials) until the audit log has it.
+        await self._audit.flushed(
+            self._audit.emit(
+                AuditEventType.PROVISIONED,
+                activated_at=self._spec.activated_at,
+                expires_at=self._spec.expires_at,
+                principal=self._principal,
+            )
+        )
         self._activated_at = self._spec.activated_at
         self._expires_at = self._spec.expires_at
         self._status = Status.ACTIVE
@@ -197,6 +228,7 @@ class AccessRequestWorkflow:
     async def _finish(self) -> AccessRequestView:
         self._ended_at = workflow.now()
         self._publish()
+        await self._audit.flushed()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -206,6 +238,13 @@ class AccessRequestWorkflow:
     async def approve(self, input: ApproveInput) -> AccessRequestView:
         approval = Approval(
             approver=input.actor.sub, at=workflow.now(), comment=input.comment, permitted_by=input.permitted_by
+        )
+        self._audit.emit(
+            AuditEventType.APPROVED,
+            actor=input.actor.sub,
+            reason=input.comment,
+            stage=self._routing.stage.name if self._routing.stage else None,
+            permitted_by=input.permitted_by,
         )
         if self._routing.record(approval, workflow.now()):
             self._approved_at = workflow.now()
@@ -224,6 +263,7 @@ class AccessRequestWorkflow:
     def deny(self, input: DenyInput) -> AccessRequestView:
         self._denial = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         self._status = Status.DENIED
+        self._audit.emit(AuditEventType.DENIED, actor=input.actor.sub, reason=input.reason)
         return self._view()
 
     @deny.validator
@@ -234,6 +274,7 @@ class AccessRequestWorkflow:
     def cancel(self, input: CancelInput) -> AccessRequestView:
         self._cancellation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         self._status = Status.CANCELLED
+        self._audit.emit(AuditEventType.CANCELLED, actor=input.actor.sub, reason=input.reason)
         return self._view()
 
     @cancel.validator
@@ -249,6 +290,7 @@ class AccessRequestWorkflow:
             # Approved but not yet provisioned: nothing to take back.
             self._revocation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
             self._status = Status.REVOKED
+            self._audit.emit(AuditEventType.REVOKED, actor=input.actor.sub, reason=input.reason)
         elif self._revocation is None:
             self._revocation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         # Answer once access is really gone.
@@ -285,6 +327,13 @@ class AccessRequestWorkflow:
                     )
                 )
                 self._publish()
+                self._audit.emit(
+                    AuditEventType.EXTENDED,
+                    actor=input.actor.sub,
+                    reason=input.reason,
+                    duration_s=input.duration_s,
+                    expires_at=new_expiry,
+                )
         return self._view()
 
     @extend.validator
@@ -306,6 +355,7 @@ class AccessRequestWorkflow:
     @workflow.update
     def acknowledge(self, input: AcknowledgeInput) -> AccessRequestView:
         self._review = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.comment)
+        self._audit.emit(AuditEventType.REVIEWED, actor=input.actor.sub, reason=input.comment)
         self._publish()
         return self._view()
 

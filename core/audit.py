@@ -1,0 +1,44 @@
+"""Lifecycle events for the audit trail: the workflow emits them, the audit log keeps them.
+
+One model for both sides. An event never holds a secret; ``reason`` is the
+human's words (request reason, deny/revoke reason, approval comment).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class AuditEventType(StrEnum):
+    REQUESTED = "requested"  # carries the policy decision and version
+    APPROVED = "approved"
+    ESCALATED = "escalated"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    PROVISIONED = "provisioned"
+    FAILED = "failed"
+    EXTENDED = "extended"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    REVIEWED = "reviewed"
+
+
+class AuditEvent(BaseModel):
+    # "<request id>:<seq>": the workflow numbers its events, so a retried
+    # append is recognised and never written twice.
+    event_id: str
+    request_id: str
+    seq: int
+    type: AuditEventType
+    at: datetime
+    actor: str | None = None
+    reason: str | None = None
+    requester: str
+    resource: str
+    action: str
+    details: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,110 @@
+"""The audit log: every lifecycle event, hash-chained, outliving Temporal's retention.
+
+Each record carries the SHA-256 of the previous record, so editing, removing
+or reordering any record breaks the chain at that point (``verify`` names
+it). A SQLite file in the data dir, written only by the audit activity;
+appends are idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from core.audit import AuditEvent
+
+GENESIS = "0" * 64
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    n         INTEGER PRIMARY KEY,
+    event_id  TEXT NOT NULL UNIQUE,
+    at        TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+)
+"""
+
+
+def record_hash(prev_hash: str, body: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Broken:
+    n: int
+    event_id: str
+    why: str
+
+
+class AuditLog:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def append(self, events: list[AuditEvent]) -> int:
+        """Append in order, skipping events already present; returns how many were new."""
+        added = 0
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time keeps the chain linear
+            try:
+                last = db.execute("SELECT hash FROM audit ORDER BY n DESC LIMIT 1").fetchone()
+                prev = last[0] if last else GENESIS
+                for event in events:
+                    if db.execute("SELECT 1 FROM audit WHERE event_id = ?", (event.event_id,)).fetchone():
+                        continue
+                    body = event.model_dump_json()
+                    digest = record_hash(prev, body)
+                    db.execute(
+                        "INSERT INTO audit (event_id, at, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+                        (event.event_id, event.at.isoformat(), body, prev, digest),
+                    )
+                    prev = digest
+                    added += 1
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return added
+
+    def events(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[AuditEvent]:
+        with self._connect() as db:
+            for (body,) in db.execute("SELECT body FROM audit ORDER BY n"):
+                event = AuditEvent.model_validate_json(body)
+                if (since is None or event.at >= since) and (until is None or event.at < until):
+                    yield event
+
+    def verify(self) -> Broken | None:
+        """Recompute the chain; the first record that does not hold, or None."""
+        prev = GENESIS
+        with self._connect() as db:
+            for n, event_id, body, prev_hash, digest in db.execute(
+                "SELECT n, event_id, body, prev_hash, hash FROM audit ORDER BY n"
+            ):
+                if prev_hash != prev:
+                    return Broken(n, event_id, "does not follow the record before it")
+                if record_hash(prev, body) != digest:
+                    return Broken(n, event_id, "content does not match its hash")
+                try:
+                    json.loads(body)
+                except ValueError:
+                    return Broken(n, event_id, "content is not JSON")
+                prev = digest
+        return None
