@@ -22,6 +22,8 @@ class AuditEventType(StrEnum):
     TIMED_OUT = "timed_out"
     PROVISIONED = "provisioned"
     FAILED = "failed"
+    EXTENSION_REQUESTED = "extension_requested"
+    EXTENSION_DENIED = "extension_denied"
     EXTENDED = "extended"
     REVOKED = "revoked"
     EXPIRED = "expired"

@@ -87,6 +87,9 @@ class ResourcePolicy(BaseModel):
     # Granted at once by break-glass: a post-hoc review by review_groups follows.
     break_glass: bool = False
     review_groups: list[str] = Field(default_factory=list)
+    # Extending past what was approved needs approval again (from the first
+    # stage's groups): approvals are bound to the exact request.
+    extension_approval: bool = False
     # Why the policy decided as it did (Cedar policy ids), for the audit trail.
     reasons: list[str] = Field(default_factory=list)
 
@@ -221,5 +224,7 @@ class AccessRequestView(BaseModel):
     break_glass: bool = False
     review: Decision | None = None  # the acknowledgement of a break-glass grant
     review_pending: bool = False
+    # An extension waiting for approval (extension_approval policies).
+    pending_extension: Decision | None = None
     policy_reasons: list[str] = Field(default_factory=list)
     policy_version: str

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from core.models import AcknowledgeInput, ApproveInput, RevokeInput, StageSnapshot, Status
+from core.models import AcknowledgeInput, ApproveInput, DenyInput, ExtendInput, RevokeInput, StageSnapshot, Status
 from core.settings import Settings
 from core.temporal import SA_BREAK_GLASS, SA_REVIEW
 from tests.workflow_support import ALICE, BOB, CAROL, DANA, LEAD, request_input, running_worker, start
@@ -101,3 +101,29 @@ async def test_a_stage_escalates_when_nobody_decides(ts_env: WorkflowEnvironment
         done = await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=LEAD))
         assert done.status is Status.ACTIVE
         await handle.execute_update(AccessRequestWorkflow.revoke, RevokeInput(actor=ALICE, reason="done"))
+
+
+async def test_extension_past_the_approval_needs_approval_again(dev_env: WorkflowEnvironment, worker: Settings) -> None:
+    req = request_input(duration_s=900, max_duration_s=3600)
+    req.policy.extension_approval = True
+    handle = await start(dev_env.client, worker, req)
+    active = await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+    asked = await handle.execute_update(
+        AccessRequestWorkflow.extend, ExtendInput(actor=ALICE, duration_s=900, reason="migration runs long")
+    )
+    # Nothing moves until an approver agrees; the requester cannot be that approver.
+    assert asked.expires_at == active.expires_at
+    assert asked.pending_extension is not None and asked.pending_extension.duration_s == 900
+    with pytest.raises(WorkflowUpdateFailedError) as own:
+        await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=ALICE))
+    assert "own extension" in refusal(own.value)
+
+    extended = await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=CAROL))
+    assert extended.pending_extension is None
+    assert extended.expires_at is not None and active.expires_at is not None
+    assert (extended.expires_at - active.expires_at).total_seconds() == 900
+
+    await handle.execute_update(AccessRequestWorkflow.extend, ExtendInput(actor=ALICE, duration_s=600, reason="more"))
+    refused = await handle.execute_update(AccessRequestWorkflow.deny, DenyInput(actor=BOB, reason="enough"))
+    assert refused.pending_extension is None and refused.expires_at == extended.expires_at
+    assert refused.status is Status.ACTIVE

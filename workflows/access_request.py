@@ -91,6 +91,8 @@ class AccessRequestWorkflow:
         self._alert_published = False
         self._revocation_verified_at: datetime | None = None
         self._review: Decision | None = None
+        self._pending_extension: Decision | None = None
+        self._extension_approvers: list[str] = []
         if self._routing.done:
             self._approved_at = req.created_at
 
@@ -236,6 +238,9 @@ class AccessRequestWorkflow:
 
     @workflow.update
     async def approve(self, input: ApproveInput) -> AccessRequestView:
+        if self._status is Status.ACTIVE:
+            await self._approve_extension(input)
+            return self._view()
         approval = Approval(
             approver=input.actor.sub, at=workflow.now(), comment=input.comment, permitted_by=input.permitted_by
         )
@@ -257,10 +262,37 @@ class AccessRequestWorkflow:
 
     @approve.validator
     def _validate_approve(self, input: ApproveInput) -> None:
+        if self._status is Status.ACTIVE and self._pending_extension is not None:
+            self._check_extension_decider(input.actor, "approve")
+            if input.actor.sub in self._extension_approvers:
+                raise errors.conflict("you have already approved this extension")
+            return
         self._check_decider(input.actor, "approve")
+
+    async def _approve_extension(self, input: ApproveInput) -> None:
+        pending = self._pending_extension
+        assert pending is not None and pending.duration_s is not None
+        self._extension_approvers.append(input.actor.sub)
+        self._audit.emit(AuditEventType.APPROVED, actor=input.actor.sub, reason=input.comment, extension=True)
+        if len(self._extension_approvers) >= self._routing.stages[0].approvals:
+            self._pending_extension = None
+            await self._apply_extension(
+                pending.actor, pending.duration_s, pending.reason, approved_by=list(self._extension_approvers)
+            )
+
+    def _check_extension_decider(self, actor: Actor, verb: str) -> None:
+        if actor.sub == self._req.requester.sub:
+            raise errors.forbidden(f"you cannot {verb} your own extension")
+        groups = self._routing.stages[0].groups if self._routing.stages else []
+        if not actor.in_any(groups):
+            raise errors.forbidden(f"only members of {', '.join(groups) or 'nobody'} may {verb} this extension")
 
     @workflow.update
     def deny(self, input: DenyInput) -> AccessRequestView:
+        if self._status is Status.ACTIVE:
+            self._pending_extension = None
+            self._audit.emit(AuditEventType.EXTENSION_DENIED, actor=input.actor.sub, reason=input.reason)
+            return self._view()
         self._denial = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         self._status = Status.DENIED
         self._audit.emit(AuditEventType.DENIED, actor=input.actor.sub, reason=input.reason)
@@ -268,6 +300,9 @@ class AccessRequestWorkflow:
 
     @deny.validator
     def _validate_deny(self, input: DenyInput) -> None:
+        if self._status is Status.ACTIVE and self._pending_extension is not None:
+            self._check_extension_decider(input.actor, "deny")
+            return
         self._check_decider(input.actor, "deny")
 
     @workflow.update
@@ -308,33 +343,45 @@ class AccessRequestWorkflow:
 
     @workflow.update
     async def extend(self, input: ExtendInput) -> AccessRequestView:
+        if self._req.policy.extension_approval and self._routing.stages:
+            # Past what was approved: the approvers decide (see approve/deny).
+            self._pending_extension = Decision(
+                actor=input.actor.sub, at=workflow.now(), reason=input.reason, duration_s=input.duration_s
+            )
+            self._extension_approvers = []
+            self._audit.emit(
+                AuditEventType.EXTENSION_REQUESTED,
+                actor=input.actor.sub,
+                reason=input.reason,
+                duration_s=input.duration_s,
+            )
+            return self._view()
+        await self._apply_extension(input.actor.sub, input.duration_s, input.reason, approved_by=[])
+        return self._view()
+
+    async def _apply_extension(self, actor: str, duration_s: int, reason: str | None, approved_by: list[str]) -> None:
         # One extension at a time, so two concurrent calls cannot both pass
         # the max-duration check against the same old expiry.
         async with self._extend_lock:
-            self._validate_extend(input)
-            assert self._expires_at is not None
-            new_expiry = self._expires_at + timedelta(seconds=input.duration_s)
-            assert self._spec is not None
+            self._check_extension_fits(duration_s)
+            assert self._expires_at is not None and self._spec is not None
+            new_expiry = self._expires_at + timedelta(seconds=duration_s)
             try:
-                await steps.extend(self._spec, new_expiry, input.duration_s)
+                await steps.extend(self._spec, new_expiry, duration_s)
             except ActivityError as e:
                 raise errors.conflict("the grant is no longer active") from e
             if self._status is Status.ACTIVE and self._revocation is None:
                 self._expires_at = new_expiry
-                self._extensions.append(
-                    Decision(
-                        actor=input.actor.sub, at=workflow.now(), reason=input.reason, duration_s=input.duration_s
-                    )
-                )
+                self._extensions.append(Decision(actor=actor, at=workflow.now(), reason=reason, duration_s=duration_s))
                 self._publish()
                 self._audit.emit(
                     AuditEventType.EXTENDED,
-                    actor=input.actor.sub,
-                    reason=input.reason,
-                    duration_s=input.duration_s,
+                    actor=actor,
+                    reason=reason,
+                    duration_s=duration_s,
                     expires_at=new_expiry,
+                    approved_by=approved_by,
                 )
-        return self._view()
 
     @extend.validator
     def _validate_extend(self, input: ExtendInput) -> None:
@@ -342,8 +389,13 @@ class AccessRequestWorkflow:
             raise errors.forbidden("only the requester may extend access")
         if self._status is not Status.ACTIVE or self._revocation is not None:
             raise errors.conflict(f"request is {self._status}, not active")
+        if self._pending_extension is not None:
+            raise errors.conflict("an extension is already waiting for approval")
+        self._check_extension_fits(input.duration_s)
+
+    def _check_extension_fits(self, duration_s: int) -> None:
         assert self._expires_at is not None and self._activated_at is not None
-        total = self._expires_at - self._activated_at + timedelta(seconds=input.duration_s)
+        total = self._expires_at - self._activated_at + timedelta(seconds=duration_s)
         limit = self._req.policy.max_duration_s
         if total > timedelta(seconds=limit):
             raise errors.invalid(
@@ -454,6 +506,7 @@ class AccessRequestWorkflow:
             break_glass=req.policy.break_glass,
             review=self._review,
             review_pending=self._review_pending,
+            pending_extension=self._pending_extension,
             policy_reasons=req.policy.reasons,
             policy_version=req.policy_version,
         )
