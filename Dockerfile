@@ -23,6 +23,7 @@ COPY workflows workflows
 COPY activities activities
 COPY api api
 COPY cli cli
+COPY policy policy
 COPY devstack devstack
 COPY worker.py ./
 COPY config config
@@ -30,8 +31,10 @@ RUN pip install .
 
 USER jit
 ENV JIT_DATA_DIR=/data \
-    JIT_CATALOG_PATH=/app/config/catalog.yaml
+    JIT_CATALOG_PATH=/app/config/catalog.yaml \
+    JIT_POLICIES_DIR=/app/config/policies
 VOLUME /data
-EXPOSE 8000
+# 8000: the API (and its /metrics); 9464: the worker's metrics (JIT_WORKER_METRICS_PORT)
+EXPOSE 8000 9464
 
 CMD ["uvicorn", "--factory", "api.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips", "*"]

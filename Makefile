@@ -1,5 +1,6 @@
 # make run      the whole stack in the foreground (Temporal dev server + UI, worker, API); Ctrl-C stops it
 # make test     lint, then every test (on 2 cores); the tests start the servers they need
+#               (and Debian's chromium is installed once, for the Temporal UI test)
 # make lint     ruff check + ruff format --check
 # make fmt      ruff format + ruff check --fix
 # make clean    remove .venv and caches (never the data)
@@ -14,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt clean clean-data
+.PHONY: help run test lint fmt clean clean-data chromium
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -29,9 +30,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/python -m devstack
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2
+
+# Debian's chromium, which tests/test_temporal_ui.py drives with Playwright (never
+# `playwright install`: no browser download). Installed once, quietly; a no-op after.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (apt-get) for the Temporal UI test"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

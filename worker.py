@@ -3,12 +3,16 @@
     python worker.py        (or: make run, which starts it for you)
 
 Any number of workers can poll the same task queue; Temporal spreads the work.
+Logs go to stderr as JSON lines (``JIT_LOG_FORMAT``, core/logging.py); metrics,
+the project's and the Temporal SDK's, are served on
+``http://JIT_WORKER_METRICS_HOST:JIT_WORKER_METRICS_PORT/metrics`` (core/metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -20,20 +24,26 @@ from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
 from core.audit_log import AuditLog
 from core.grants import GrantStore
+from core.logging import setup_logging
+from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_runtime, watch_gauges
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from workflows.access_request import AccessRequestWorkflow
 
 
-def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor, metrics: WorkerMetrics | None = None
+) -> Worker:
+    """``metrics``: where the activities record the project's metrics (a private registry if None)."""
     store = GrantStore(settings.grants_db_path)
-    grants = GrantActivities(store)
+    grants = GrantActivities(store, metrics)
     audit = AuditActivities(AuditLog(settings.audit_log_path))
     provisioning = ProvisioningActivities(
         password_secret=load_password_secret(settings.data_dir, settings.pg_password_secret),
         # The grant store's tombstone: a late grant retry never re-creates
         # access that a rollback already removed.
         is_revoked=lambda request_id: (row := store.lookup(request_id)) is not None and row.revoked_at is not None,
+        metrics=metrics,
     )
     return Worker(
         client,
@@ -54,17 +64,53 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
-    client = await connect(settings)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        worker = build_worker(client, settings, executor)
-        logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-        await worker.run()
+    setup_logging(settings.log_format, settings.log_level)
+    log = logging.getLogger("jit.worker")
+    metrics = WorkerMetrics()
+    server: MetricsServer | None = None
+    sdk_address = None
+    if settings.worker_metrics_port:
+        sdk_address = f"127.0.0.1:{free_loopback_port()}"
+        try:
+            server = MetricsServer(
+                metrics.registry, settings.worker_metrics_host, settings.worker_metrics_port, sdk_address
+            )
+        except OSError as e:
+            # Revoking access on time matters more than being scraped: run, and say so loudly.
+            log.error(
+                "cannot serve metrics on %s:%d (%s): running without",
+                settings.worker_metrics_host,
+                settings.worker_metrics_port,
+                e,
+            )
+            sdk_address = None
+    client = await connect(settings, runtime=sdk_runtime(sdk_address))
+    gauges = asyncio.create_task(
+        watch_gauges(client, GrantStore(settings.grants_db_path), settings.task_queue, metrics), name="gauges"
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=16) as executor:
+            worker = build_worker(client, settings, executor, metrics)
+            if server is not None:
+                server.start()
+                log.info("metrics on http://%s:%d/metrics", settings.worker_metrics_host, server.port)
+            log.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+            # Stop on SIGINT/SIGTERM (Ctrl-C, docker stop): finish in-flight
+            # tasks, then leave; letting KeyboardInterrupt tear down the SDK's
+            # runtime mid-flight crashes the interpreter at exit.
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            async with worker:
+                await stop.wait()
+            log.info("worker stopped")
+    finally:
+        gauges.cancel()
+        if server is not None:
+            server.close()
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(main())

@@ -35,6 +35,7 @@ from activities.provisioners.base import (
 )
 from activities.provisioners.postgres import PostgresProvisioner
 from activities.provisioners.webhook import WebhookProvisioner
+from core.metrics import WorkerMetrics
 
 
 class ExtendProvisionInput(BaseModel):
@@ -59,6 +60,7 @@ class ProvisioningActivities:
         environ: Mapping[str, str] | None = None,
         is_revoked: Callable[[str], bool] | None = None,
         extra: Mapping[str, Factory] | None = None,
+        metrics: WorkerMetrics | None = None,
     ):
         """``password_secret``: see ``postgres_config.load_password_secret``.
         ``is_revoked(request_id)``: the grant store's tombstone, so a late
@@ -74,6 +76,10 @@ class ProvisioningActivities:
             **(extra or {}),
         }
         self._is_revoked = is_revoked
+        self._metrics = metrics or WorkerMetrics()
+
+    def _failed(self, spec: GrantSpec) -> None:
+        self._metrics.provisioner_failures.labels(spec.provisioner).inc()
 
     def _build(self, spec: GrantSpec) -> Provisioner:
         factory = self._factories.get(spec.provisioner)
@@ -90,7 +96,11 @@ class ProvisioningActivities:
                 raise RevokedBeforeGrantError(f"request {spec.request_id} was revoked before it was provisioned")
             outcome = provisioner.grant(spec)
         except ProvisionerError as e:
+            self._failed(spec)
             raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from e
+        except Exception:
+            self._failed(spec)
+            raise
         activity.logger.info("provisioned", extra={"request_id": spec.request_id, "provisioner": outcome.provisioner})
         return outcome
 
@@ -99,7 +109,11 @@ class ProvisioningActivities:
         try:
             self._build(input.spec).extend(input.spec.request_id, input.expires_at)
         except ProvisionerError as e:
+            self._failed(input.spec)
             raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from e
+        except Exception:
+            self._failed(input.spec)
+            raise
 
     @activity.defn
     def deprovision(self, input: DeprovisionInput) -> RevokeOutcome:
@@ -110,6 +124,7 @@ class ProvisioningActivities:
             activity.heartbeat("verifying")
             verified = provisioner.verify_revoked(request_id)
         except (ProvisionerError, ApplicationError) as e:
+            self._failed(input.spec)
             if isinstance(e, ApplicationError) and not e.non_retryable:
                 raise  # keeps its own retry hint (Retry-After)
             # Even a "permanent" failure is retried: fixing the settings or the
@@ -117,7 +132,11 @@ class ProvisioningActivities:
             activity.logger.error("deprovision failed, will retry: %s", e, extra={"request_id": request_id})
             message = e.message if isinstance(e, ApplicationError) else str(e)
             raise ApplicationError(message, type=_type_of(e)) from e
+        except Exception:
+            self._failed(input.spec)
+            raise
         if not verified:
+            self._failed(input.spec)
             raise ApplicationError(
                 f"access of request {request_id} still present after revoke", type="RevokeNotVerified"
             )

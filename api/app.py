@@ -1,12 +1,23 @@
 """The FastAPI application: ``uvicorn --factory api.app:create_app`` (``make run`` starts it).
 
-One Temporal client, catalog, key ring and grant store per process, created at
-start-up and shared by every request. The process holds no request state:
-run as many replicas as you like.
+One Temporal client, policy engine (with the catalog), key ring and grant store
+per process, created at start-up and shared by every request. The process holds
+no request state: run as many replicas as you like.
+
+The policies (``JIT_POLICIES_DIR`` with ``JIT_CATALOG_PATH``) must load, or the
+API refuses to start, printing every problem as ``file:line: message`` (as
+``jit policy check`` does). They are reloaded on SIGHUP and when their files
+change; a broken reload keeps the last good rules (api/policies.py).
+
+Built by uvicorn (no ``settings``), it also sets up the process's logging
+(``JIT_LOG_FORMAT``, core/logging.py); ``GET /metrics`` and the access log come
+from api/metrics.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,25 +25,51 @@ from fastapi import FastAPI
 
 from api import errors
 from api.identity import IdentityVerifier
+from api.metrics import HttpMetrics, ObservabilityMiddleware
+from api.metrics import router as metrics_router
 from api.page_tokens import PageTokens
+from api.policies import Clock, PolicyRuntime, utc_now
 from api.requests_service import RequestService
-from api.routes import codec, health, requests, tokens
-from core.catalog import Catalog
+from api.routes import audit, catalog, codec, health, requests, tokens
 from core.grants import GrantStore
 from core.keys import KeyRing
+from core.logging import setup_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect
+from policy import PolicyError
+
+log = logging.getLogger("jit.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def load_policies(settings: Settings, clock: Clock = utc_now) -> PolicyRuntime:
+    """The policies and the catalog, or PolicyError after logging each problem as ``file:line: message``."""
+    try:
+        return PolicyRuntime.load(
+            settings.policies_dir, settings.catalog_path, check_interval_s=settings.policy_check_interval_s, clock=clock
+        )
+    except PolicyError as e:
+        for error in e.errors:
+            log.error("%s", error)
+        log.error("%d problem(s) in %s / %s: not starting", len(e.errors), settings.policies_dir, settings.catalog_path)
+        raise
+
+
+def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_now) -> FastAPI:
+    """``policy_clock``: the instant the policies judge (time-of-day rules); tests pin it.
+
+    Without ``settings`` (uvicorn's factory call) the process's logging is set up
+    too; with them (tests, embedders) logging stays the caller's.
+    """
+    if settings is None:
+        settings = get_settings()
+        setup_logging(settings.log_format, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        catalog = Catalog.load(settings.catalog_path)
+        policies = load_policies(settings, policy_clock)  # before anything else: a bad policy stops here
         client = await connect(settings)
         app.state.settings = settings
-        app.state.catalog = catalog
+        app.state.policies = policies
         app.state.temporal = client
         app.state.identity = IdentityVerifier(settings)
         app.state.grants = GrantStore(settings.grants_db_path)
@@ -42,9 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else KeyRing.load_or_create(settings.signing_keys_dir)
         )
         app.state.requests = RequestService(
-            client, settings, catalog, PageTokens.from_signing_key(app.state.keys.active)
+            client, settings, policies, PageTokens.from_signing_key(app.state.keys.active)
         )
-        yield
+        loop = asyncio.get_running_loop()
+        policies.install_sighup(loop)
+        try:
+            yield
+        finally:
+            policies.remove_sighup(loop)
 
     app = FastAPI(
         title="jit-access",
@@ -53,10 +95,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.http_metrics)
+    app.include_router(metrics_router)
     app.include_router(requests.router)
+    app.include_router(catalog.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
     app.include_router(codec.router)
+    app.include_router(audit.router)
     return app
 
 

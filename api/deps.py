@@ -8,12 +8,14 @@ from fastapi import Depends, Request
 
 from api.errors import Unauthorized, Unavailable
 from api.identity import IdentityProviderUnavailable, IdentityVerifier, Unauthenticated
+from api.policies import PolicyRuntime
 from api.requests_service import RequestService
-from core.catalog import Catalog
 from core.grants import GrantStore
 from core.keys import KeyRing
+from core.logging import bind as bind_log_context
 from core.models import Actor
 from core.settings import Settings
+from policy import PolicyEngine
 
 
 async def current_user(request: Request) -> Actor:
@@ -36,7 +38,9 @@ async def current_user(request: Request) -> Actor:
         )
     verifier: IdentityVerifier = request.app.state.identity
     try:
-        return await verifier.authenticate(token.strip())
+        actor = await verifier.authenticate(token.strip())
+        bind_log_context(actor=actor.sub)  # the access log's "actor"
+        return actor
     except Unauthenticated as e:
         raise Unauthorized(str(e), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from e
     except IdentityProviderUnavailable as e:
@@ -54,5 +58,14 @@ CurrentUser = Annotated[Actor, Depends(current_user)]
 Requests = Annotated[RequestService, Depends(_state("requests"))]
 Grants = Annotated[GrantStore, Depends(_state("grants"))]
 Keys = Annotated[KeyRing, Depends(_state("keys"))]
-CatalogDep = Annotated[Catalog, Depends(_state("catalog"))]
+Policies = Annotated[PolicyRuntime, Depends(_state("policies"))]
+
+
+def current_engine(request: Request) -> PolicyEngine:
+    """The policy engine to decide this call with (reloaded first if the files changed)."""
+    runtime: PolicyRuntime = request.app.state.policies
+    return runtime.engine()
+
+
+Engine = Annotated[PolicyEngine, Depends(current_engine)]
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from core import dev_identity
 from core.models import Actor
 from core.settings import Settings
+from policy import mfa_from_claims
 
 log = logging.getLogger("jit.api.identity")
 
@@ -110,7 +111,8 @@ class IdentityVerifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub.strip():
             raise Unauthenticated("identity token sub claim must be a non-empty string")
-        return Actor(sub=sub, groups=groups), float(claims["exp"])
+        # A second factor (amr/acr), for the policies' step-up rules: never a default of True.
+        return Actor(sub=sub, groups=groups, mfa=mfa_from_claims(claims)), float(claims["exp"])
 
     def _oidc_key(self, token: str) -> jwt.PyJWK:
         assert self._jwks is not None

@@ -1,8 +1,10 @@
-"""Access requests over Temporal: start, query, list and update the workflows.
+"""Access requests over Temporal: decide, start, query, list and update the workflows.
 
-Routes stay thin: they authenticate, then call one method here. Object-level
-authorization lives here (who may see a request); the workflow's update
-validators decide who may change it.
+Routes stay thin: they authenticate, then call one method here. The policy
+decisions (api/decisions.py) are made here with the current engine
+(api/policies.py), and object-level authorization too (who may see a request);
+the workflow's update validators enforce what must hold whatever the policies
+say.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
-    WorkflowExecution,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -29,14 +30,15 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api import errors
-from api.page_tokens import InvalidPageToken, PageTokens
-from api.schemas import CreateRequest, RequestPage, RequestSummary
-from core.catalog import Catalog
+from api import decisions, errors, listing
+from api.page_tokens import PageTokens
+from api.policies import PolicyRuntime
+from api.schemas import CreateRequest, Preview, RequestPage
 from core.durations import format_duration
 from core.models import (
     AccessRequestInput,
     AccessRequestView,
+    AcknowledgeInput,
     Actor,
     ApproveInput,
     CancelInput,
@@ -49,39 +51,76 @@ from core.settings import Settings
 from core.temporal import (
     SA_ACTION,
     SA_APPROVER_GROUPS,
-    SA_APPROVERS,
-    SA_EXPIRES_AT,
+    SA_BREAK_GLASS,
     SA_REQUESTER,
     SA_RESOURCE,
     SA_STATUS,
-    WORKFLOW_ID_PREFIX,
     workflow_id,
 )
 from workflows.access_request import AccessRequestWorkflow
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")  # filter values go into a visibility query
 _IDEMPOTENCY_NS = uuid.UUID("6f1c2a4e-3b7d-4c55-9a0e-2d8f1e7b9c31")
-_QUERY_TIMEOUT = timedelta(seconds=5)
 _UPDATE_WAIT_S = 30.0
-MAX_START_AHEAD = timedelta(days=30)
 
 
 class RequestService:
-    def __init__(self, client: Client, settings: Settings, catalog: Catalog, page_tokens: PageTokens | None = None):
+    def __init__(
+        self, client: Client, settings: Settings, policies: PolicyRuntime, page_tokens: PageTokens | None = None
+    ):
         self._client = client
         self._settings = settings
-        self._catalog = catalog
+        self._policies = policies
         self._page_tokens = page_tokens or PageTokens()
 
-    # -- create ----------------------------------------------------------------
+    # -- decide and create -------------------------------------------------------
+
+    def preview(self, actor: Actor, body: CreateRequest) -> Preview:
+        """What create would decide, with nothing started."""
+        engine = self._policies.engine()
+        d = decisions.evaluate(
+            engine, actor, body, now=datetime.now(UTC), policy_now=self._policies.clock(), settings=self._settings
+        )
+        return Preview(
+            allowed=d.allowed,
+            reasons=d.reasons,
+            field=d.field,
+            auto_approve=d.allowed and d.auto_approve,
+            break_glass=d.break_glass,
+            stages=d.stages,
+            approvals_required=sum(s.approvals for s in d.stages),
+            max_duration_s=d.max_duration_s,
+            duration_s=min(body.duration, d.max_duration_s),
+            policy_version=d.policy_version,
+        )
 
     async def create(
         self, actor: Actor, body: CreateRequest, idempotency_key: str | None
     ) -> tuple[AccessRequestView, bool]:
         """Start one workflow; returns (request, created). A repeated key returns the first."""
-        request_input = self._input_for(actor, body, idempotency_key)
-        handle = self._client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request_input.id))
+        request_id = _request_id(actor, idempotency_key)
+        handle = self._client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request_id))
+        try:
+            request_input = self._input_for(actor, body, request_id)
+        except errors.ApiError as refusal:
+            # A retry of a request filed before the policies (or the hour) changed is
+            # answered with that request, not refused: the key made it once already.
+            if idempotency_key is None:
+                raise
+            try:
+                existing = await self._query(handle)
+            except errors.NotFound:
+                raise refusal from None
+            return _same_request(existing, actor, body), False
+        attributes = [
+            SearchAttributePair(SA_REQUESTER, actor.sub),
+            SearchAttributePair(SA_RESOURCE, request_input.resource),
+            SearchAttributePair(SA_ACTION, request_input.action),
+            SearchAttributePair(SA_STATUS, Status.PENDING.value),
+            SearchAttributePair(SA_APPROVER_GROUPS, request_input.policy.approver_groups),
+        ]
+        if request_input.policy.break_glass:
+            attributes.append(SearchAttributePair(SA_BREAK_GLASS, True))
         try:
             await self._client.start_workflow(
                 AccessRequestWorkflow.run,
@@ -90,32 +129,12 @@ class RequestService:
                 task_queue=self._settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(SA_REQUESTER, actor.sub),
-                        SearchAttributePair(SA_RESOURCE, request_input.resource),
-                        SearchAttributePair(SA_ACTION, request_input.action),
-                        SearchAttributePair(SA_STATUS, Status.PENDING.value),
-                        SearchAttributePair(SA_APPROVER_GROUPS, request_input.policy.approver_groups),
-                    ]
-                ),
+                search_attributes=TypedSearchAttributes(attributes),
                 static_summary=_summary(request_input),
                 static_details=f"Reason: {request_input.reason}\nPolicy: {request_input.policy_version}",
             )
         except WorkflowAlreadyStartedError:
-            existing = await self._query(handle)
-            if (
-                existing.requester,
-                existing.resource,
-                existing.action,
-                existing.duration_s,
-                existing.reason,
-                existing.ticket,
-            ) != (actor.sub, body.resource, body.action, body.duration, body.reason, body.ticket):
-                raise errors.Conflict(
-                    "Idempotency-Key was already used for a different request", field="Idempotency-Key"
-                ) from None
-            return existing, False
+            return _same_request(await self._query(handle), actor, body), False
         except RPCError as e:
             raise errors.from_rpc_error(e) from e
         # Answer with the settled state: active for auto-approved, else pending.
@@ -127,67 +146,39 @@ class RequestService:
             view = _initial_view(request_input)
         return view, True
 
-    def _input_for(self, actor: Actor, body: CreateRequest, idempotency_key: str | None) -> AccessRequestInput:
-        entry = self._catalog.get(body.resource)
-        if entry is None:
-            raise errors.Invalid(f"resource {body.resource!r} is not in the catalog", field="resource")
-        if body.action not in entry.actions:
-            allowed = ", ".join(entry.actions)
-            raise errors.Invalid(f"action {body.action!r} is not offered on {entry.id}; one of: {allowed}", field="action")
-        policy = self._catalog.policy_for(
-            entry, admin_groups=self._settings.admin_groups, ceiling_s=self._settings.max_duration_s
-        )
-        if body.duration > policy.max_duration_s:
-            raise errors.Invalid(
-                f"duration {format_duration(body.duration)} exceeds the maximum of "
-                f"{format_duration(policy.max_duration_s)} for {entry.id}",
-                field="duration",
-            )
+    def _input_for(self, actor: Actor, body: CreateRequest, request_id: str) -> AccessRequestInput:
+        # One engine for the decision and the version it is recorded under.
+        engine = self._policies.engine()
         now = datetime.now(UTC)
-        start_at = body.start_at
-        if start_at is not None:
-            if start_at <= now:
-                start_at = None  # "now or in the past" means now
-            elif start_at - now > MAX_START_AHEAD:
-                raise errors.Invalid("start_at may be at most 30 days ahead", field="start_at")
-        if idempotency_key is not None:
-            if not 1 <= len(idempotency_key) <= 200:
-                raise errors.Invalid("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
-            request_id = str(uuid.uuid5(_IDEMPOTENCY_NS, f"{actor.sub}\n{idempotency_key}"))
-        else:
-            request_id = str(uuid.uuid4())
+        decision = decisions.evaluate(
+            engine, actor, body, now=now, policy_now=self._policies.clock(), settings=self._settings
+        )
+        decisions.raise_refusal(decision)
+        start_at = body.start_at if body.start_at is not None and body.start_at > now else None  # past means now
         return AccessRequestInput(
             id=request_id,
             requester=actor,
-            resource=entry.id,
+            resource=body.resource,
             action=body.action,
             duration_s=body.duration,
             reason=body.reason,
             ticket=body.ticket,
             start_at=start_at,
             created_at=now,
-            policy=policy,
-            policy_version=self._catalog.version,
+            policy=decisions.snapshot(engine, decision, body, self._settings),
+            policy_version=engine.version,
         )
 
     # -- read --------------------------------------------------------------------
 
     async def get(self, actor: Actor, request_id: str) -> AccessRequestView:
         view = await self._query(self._handle(request_id))
-        if not self._may_see(actor, view):
+        if not decisions.may_see(self._policies.engine(), actor, view):
             raise errors.NotFound("no such request")  # not 403: do not confirm it exists
         return view
 
-    def _may_see(self, actor: Actor, view: AccessRequestView) -> bool:
-        return (
-            actor.sub == view.requester
-            or actor.in_any(view.approver_groups)
-            or actor.in_any(self._settings.auditor_groups)
-            or actor.in_any(self._settings.admin_groups)
-        )
-
     def sees_everything(self, actor: Actor) -> bool:
-        return actor.in_any(self._settings.auditor_groups) or actor.in_any(self._settings.admin_groups)
+        return self._policies.engine().may_audit(actor).allowed
 
     async def list(
         self,
@@ -201,75 +192,87 @@ class RequestService:
         page_size: int,
         page_token: str | None,
     ) -> RequestPage:
-        clauses = [f"WorkflowType = '{AccessRequestWorkflow.__name__}'"]
-        if not self.sees_everything(actor):
-            clauses.append(_scope_clause(actor))
+        clauses = listing.base_clauses(actor, sees_everything=self.sees_everything(actor))
         if mine:
-            clauses.append(f"JitRequester = {_quote(actor.sub, 'mine')}")
+            clauses.append(f"JitRequester = {listing.quote(actor.sub, 'mine')}")
         if to_approve:
-            # A group name that cannot go into a query ("Domain Users") cannot be an approver group
-            # either: skip it, as the visibility scope does, rather than refuse the caller.
-            safe_groups = [g for g in actor.groups if _SAFE_VALUE.match(g)]
-            if not safe_groups:
+            extra = listing.to_approve_clauses(actor)
+            if extra is None:
                 return RequestPage(items=[])
-            groups = ", ".join(_quote(g, "to_approve") for g in safe_groups)
-            clauses += [
-                f"JitStatus = '{Status.PENDING}'",
-                f"JitApproverGroups IN ({groups})",
-                f"JitRequester != {_quote(actor.sub, 'to_approve')}",
-            ]
+            clauses += extra
         if status is not None:
             clauses.append(f"JitStatus = '{status.value}'")
         if requester:
-            clauses.append(f"JitRequester = {_quote(requester, 'requester')}")
+            clauses.append(f"JitRequester = {listing.quote(requester, 'requester')}")
         if resource:
-            clauses.append(f"JitResource = {_quote(resource, 'resource')}")
-        query = " AND ".join(clauses)
-        scope = f"{actor.sub}\n{query}"
-        try:
-            token = self._page_tokens.open(scope, page_token) if page_token else None
-        except InvalidPageToken as e:
-            raise errors.Invalid(str(e), field="page_token") from None
-        iterator = self._client.list_workflows(
-            query, page_size=page_size, next_page_token=token, rpc_timeout=_QUERY_TIMEOUT
+            clauses.append(f"JitResource = {listing.quote(resource, 'resource')}")
+        return await listing.fetch_page(
+            self._client,
+            self._page_tokens,
+            actor,
+            clauses,
+            page_size=page_size,
+            page_token=page_token,
+            # Approved in an earlier stage: not theirs to approve again.
+            keep=(lambda i: actor.sub not in i.approvers) if to_approve else (lambda _: True),
         )
-        try:
-            await iterator.fetch_next_page()
-        except RPCError as e:
-            if "page" in e.message.lower() or "token" in e.message.lower():
-                raise errors.Invalid("page_token is not a token this API returned", field="page_token") from e
-            raise errors.from_rpc_error(e) from e
-        executions = sorted(iterator.current_page or [], key=lambda w: w.start_time, reverse=True)
-        items = [_summary_of(w) for w in executions]
-        if to_approve:
-            items = [i for i in items if actor.sub not in i.approvers]
-        next_token = iterator.next_page_token
-        return RequestPage(items=items, next_page_token=self._page_tokens.seal(scope, next_token) if next_token else None)
+
+    async def reviews(self, actor: Actor, *, page_size: int, page_token: str | None) -> RequestPage:
+        """Break-glass grants whose review is pending, in the caller's scope (review groups see theirs)."""
+        clauses = listing.base_clauses(actor, sees_everything=self.sees_everything(actor)) + listing.REVIEW_PENDING
+        return await listing.fetch_page(
+            self._client, self._page_tokens, actor, clauses, page_size=page_size, page_token=page_token
+        )
 
     # -- change ------------------------------------------------------------------
 
     async def approve(self, actor: Actor, request_id: str, comment: str | None) -> AccessRequestView:
-        return await self._update(actor, request_id, AccessRequestWorkflow.approve, ApproveInput(actor=actor, comment=comment))
+        view = await self._changeable(actor, request_id)
+        permitted_by = decisions.approver_reasons(
+            self._policies.engine(), actor, view, policy_now=self._policies.clock()
+        )
+        update = ApproveInput(actor=actor, comment=comment, permitted_by=permitted_by)
+        return await self._send(request_id, AccessRequestWorkflow.approve, update)
 
     async def deny(self, actor: Actor, request_id: str, reason: str) -> AccessRequestView:
-        return await self._update(actor, request_id, AccessRequestWorkflow.deny, DenyInput(actor=actor, reason=reason))
+        # A deny decides the stage as an approval would: the same policies apply (MFA, ...).
+        view = await self._changeable(actor, request_id)
+        decisions.approver_reasons(self._policies.engine(), actor, view, policy_now=self._policies.clock())
+        return await self._send(request_id, AccessRequestWorkflow.deny, DenyInput(actor=actor, reason=reason))
 
     async def cancel(self, actor: Actor, request_id: str, reason: str | None) -> AccessRequestView:
-        return await self._update(actor, request_id, AccessRequestWorkflow.cancel, CancelInput(actor=actor, reason=reason))
+        await self._changeable(actor, request_id)
+        return await self._send(request_id, AccessRequestWorkflow.cancel, CancelInput(actor=actor, reason=reason))
 
     async def revoke(self, actor: Actor, request_id: str, reason: str) -> AccessRequestView:
-        return await self._update(actor, request_id, AccessRequestWorkflow.revoke, RevokeInput(actor=actor, reason=reason))
+        view = await self._changeable(actor, request_id)
+        permitted_by = decisions.check_revoke(self._policies.engine(), actor, view)
+        update = RevokeInput(actor=actor, reason=reason, permitted_by=permitted_by)
+        return await self._send(request_id, AccessRequestWorkflow.revoke, update)
 
     async def extend(self, actor: Actor, request_id: str, duration_s: int, reason: str) -> AccessRequestView:
+        await self._changeable(actor, request_id)
         update = ExtendInput(actor=actor, duration_s=duration_s, reason=reason)
-        return await self._update(actor, request_id, AccessRequestWorkflow.extend, update)
+        return await self._send(request_id, AccessRequestWorkflow.extend, update)
 
-    async def _update(self, actor: Actor, request_id: str, update: Any, arg: Any) -> AccessRequestView:
-        handle = self._handle(request_id)
+    async def acknowledge(self, actor: Actor, request_id: str, comment: str | None) -> AccessRequestView:
+        """Close the review of a break-glass grant: also once the grant has ended
+        (the workflow stays open until its review is done)."""
+        view = await self.get(actor, request_id)
+        if view.status.is_terminal and not view.review_pending:
+            raise errors.Conflict(f"request is {view.status}" + ("" if view.break_glass else ", and not break-glass"))
+        update = AcknowledgeInput(actor=actor, comment=comment)
+        return await self._send(request_id, AccessRequestWorkflow.acknowledge, update)
+
+    async def _changeable(self, actor: Actor, request_id: str) -> AccessRequestView:
         # Who cannot see a request gets 404 whatever they try on it.
         view = await self.get(actor, request_id)
         if view.status.is_terminal:
             raise errors.Conflict(f"request is {view.status}")
+        return view
+
+    async def _send(self, request_id: str, update: Any, arg: Any) -> AccessRequestView:
+        handle = self._handle(request_id)
         try:
             return await asyncio.wait_for(handle.execute_update(update, arg), _UPDATE_WAIT_S)
         except WorkflowUpdateFailedError as e:
@@ -293,9 +296,33 @@ class RequestService:
 
     async def _query(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
         try:
-            return await handle.query(AccessRequestWorkflow.get, rpc_timeout=_QUERY_TIMEOUT)
+            return await handle.query(AccessRequestWorkflow.get, rpc_timeout=listing.QUERY_TIMEOUT)
         except RPCError as e:
             raise errors.from_rpc_error(e) from e
+
+
+def _request_id(actor: Actor, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    if not 1 <= len(idempotency_key) <= 200:
+        raise errors.Invalid("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
+    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{actor.sub}\n{idempotency_key}"))
+
+
+def _same_request(existing: AccessRequestView, actor: Actor, body: CreateRequest) -> AccessRequestView:
+    """The request an Idempotency-Key already started, if ``body`` asks for the same; else 409."""
+    filed = (
+        existing.requester,
+        existing.resource,
+        existing.action,
+        existing.duration_s,
+        existing.reason,
+        existing.ticket,
+        existing.break_glass,
+    )
+    if filed != (actor.sub, body.resource, body.action, body.duration, body.reason, body.ticket, body.break_glass):
+        raise errors.Conflict("Idempotency-Key was already used for a different request", field="Idempotency-Key")
+    return existing
 
 
 def _summary(req: AccessRequestInput) -> str:
@@ -305,7 +332,8 @@ def _summary(req: AccessRequestInput) -> str:
 
 def _initial_view(req: AccessRequestInput) -> AccessRequestView:
     """What a new request looks like before a worker has run it."""
-    auto = not req.policy.approvals_required
+    stages = req.policy.effective_stages()
+    auto = not stages
     status = (Status.SCHEDULED if req.start_at else Status.PROVISIONING) if auto else Status.PENDING
     return AccessRequestView(
         id=req.id,
@@ -321,36 +349,9 @@ def _initial_view(req: AccessRequestInput) -> AccessRequestView:
         approver_groups=req.policy.approver_groups,
         created_at=req.created_at,
         approved_at=req.created_at if auto else None,
+        stage=stages[0].name if stages else None,
+        eligible_groups=list(stages[0].groups) if stages else [],
+        break_glass=req.policy.break_glass,
+        policy_reasons=req.policy.reasons,
         policy_version=req.policy_version,
-    )
-
-
-def _quote(value: str, field: str) -> str:
-    if not _SAFE_VALUE.match(value):
-        raise errors.Invalid(f"{field}: may hold only letters, digits and _.:/@+-", field=field)
-    return f"'{value}'"
-
-
-def _scope_clause(actor: Actor) -> str:
-    mine = f"JitRequester = {_quote(actor.sub, 'identity')}"
-    groups = [g for g in actor.groups if _SAFE_VALUE.match(g)]
-    if not groups:
-        return mine
-    listed = ", ".join(f"'{g}'" for g in groups)
-    return f"({mine} OR JitApproverGroups IN ({listed}))"
-
-
-def _summary_of(w: WorkflowExecution) -> RequestSummary:
-    sa = w.typed_search_attributes
-    status = sa.get(SA_STATUS)
-    return RequestSummary(
-        id=w.id.removeprefix(WORKFLOW_ID_PREFIX),
-        status=Status(status) if status in Status.__members__.values() else None,
-        requester=sa.get(SA_REQUESTER),
-        resource=sa.get(SA_RESOURCE),
-        action=sa.get(SA_ACTION),
-        created_at=w.start_time,
-        expires_at=sa.get(SA_EXPIRES_AT),
-        ended_at=w.close_time,
-        approvers=list(sa.get(SA_APPROVERS) or []),
     )

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from core.durations import DurationError, parse_duration
 from core.models import Status
+from policy import StageSpec
 
 # Messages are the rule only: the API prefixes the field ("duration: must be greater than zero").
 
@@ -62,9 +63,31 @@ class CreateRequest(_Body):
     reason: Reason
     ticket: Ticket | None = None
     start_at: Timestamp = None
+    # An emergency: access at once, without approvers, reviewed afterwards (if the
+    # policies permit the caller to break glass on this resource).
+    break_glass: bool = False
+
+
+class Preview(BaseModel):
+    """What ``POST /v1/requests`` would decide for the same body, with nothing started."""
+
+    allowed: bool
+    reasons: list[str]
+    field: str | None = None  # the request field a refusal blames (a 422 on create)
+    auto_approve: bool
+    break_glass: bool
+    stages: list[StageSpec]  # in order; empty when auto-approved or break-glass
+    approvals_required: int
+    max_duration_s: int  # the longest this caller may ask for now (0: not at all)
+    duration_s: int  # the duration asked, capped at max_duration_s
+    policy_version: str
 
 
 class ApproveBody(_Body):
+    comment: Text | None = None
+
+
+class AcknowledgeBody(_Body):
     comment: Text | None = None
 
 
@@ -95,6 +118,8 @@ class RequestSummary(BaseModel):
     expires_at: datetime | None = None
     ended_at: datetime | None = None
     approvers: list[str] = Field(default_factory=list)
+    break_glass: bool = False
+    review: str | None = None  # break-glass only: "pending", then "acknowledged"
 
 
 class RequestPage(BaseModel):
@@ -119,12 +144,3 @@ class Credentials(BaseModel):
     action: str
     # For resources provisioned in PostgreSQL: a login valid until the grant ends.
     database: DatabaseCredentials | None = None
-
-
-class CatalogItem(BaseModel):
-    resource: str
-    description: str
-    actions: list[str]
-    max_duration_s: int
-    approvals_required: int
-    approver_groups: list[str]

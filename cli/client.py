@@ -12,6 +12,7 @@ import httpx
 
 from core.durations import format_duration
 
+LEGACY_STAGE = "approval"  # core.catalog's name for the one stage of approvals_required
 # Approve and revoke wait for the workflow to settle; the API gives up after 30s.
 TIMEOUT_S = 60.0
 
@@ -58,6 +59,28 @@ class Api:
             return response.json()
         except ValueError:
             raise CliError(f"{self.server} answered {response.status_code} without JSON: is it the jit API?") from None
+
+    def stream(self, path: str, write: Callable[[bytes], None], *, params: dict[str, str] | None = None) -> None:
+        """GET ``path`` and hand the body to ``write`` chunk by chunk, as it arrives."""
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        try:
+            with (
+                httpx.Client(base_url=self.server, timeout=TIMEOUT_S) as http,
+                http.stream("GET", path, params=params, headers=headers) as response,
+            ):
+                if response.is_error:
+                    response.read()
+                    raise self._error(response)
+                for chunk in response.iter_bytes():
+                    write(chunk)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise CliError(f"cannot reach {self.server}: is the API running? (make run)", 2) from None
+        except httpx.TimeoutException:
+            raise CliError(
+                f"{self.server} stopped answering for {TIMEOUT_S:.0f}s; the output is incomplete", 2
+            ) from None
+        except httpx.HTTPError as e:
+            raise CliError(f"cannot talk to {self.server}: {e}; the output is incomplete", 2) from None
 
     def _error(self, response: httpx.Response) -> CliError:
         try:
@@ -118,12 +141,18 @@ def status_line(view: dict[str, Any]) -> str:
         line += f"  until {clock(view['expires_at'])}"
     elif status == "pending":
         missing = view["approvals_required"] - len(view.get("approvals", []))
-        groups = ", ".join(view.get("approver_groups", []))
-        line += f"  (needs {missing} approval{'s' if missing != 1 else ''} from {groups})"
+        needs = f"needs {missing} approval{'s' if missing != 1 else ''}"
+        stage, eligible = view.get("stage"), ", ".join(view.get("eligible_groups") or [])
+        if stage and stage != LEGACY_STAGE and eligible:
+            line += f"  ({needs}; now stage {stage}: {eligible})"
+        else:
+            line += f"  ({needs} from {eligible or ', '.join(view.get('approver_groups', []))})"
     elif status == "scheduled" and view.get("start_at"):
         line += f"  (starts {clock(view['start_at'])})"
     elif status == "failed" and view.get("failure"):
         line += f"  ({view['failure']})"
+    if view.get("review_pending"):
+        line += "  (break-glass: review pending)"
     return line
 
 
@@ -160,7 +189,15 @@ def describe(view: dict[str, Any]) -> None:
     rows.append(("approvals", f"{len(approvals)} of {required} from {groups}" if required else "none needed"))
     for a in approvals:
         comment = f": {a['comment']}" if a.get("comment") else ""
-        rows.append(("", f"{a['approver']} at {when(a['at'])}{comment}"))
+        stage = f" [{a['stage']}]" if a.get("stage") and a["stage"] != LEGACY_STAGE else ""
+        rows.append(("", f"{a['approver']} at {when(a['at'])}{stage}{comment}"))
+    if view.get("stage"):
+        escalated = " (escalated)" if view.get("escalated") else ""
+        rows.append(("stage", f"{view['stage']}: {', '.join(view.get('eligible_groups') or [])}{escalated}"))
+    if view.get("break_glass"):
+        review = view.get("review")
+        state = f"reviewed {_decision(review)}" if review else "review pending" if view.get("review_pending") else "-"
+        rows.append(("review", f"break-glass, {state}"))
     for label, key in [
         ("created", "created_at"),
         ("starts", "start_at"),
@@ -180,5 +217,45 @@ def describe(view: dict[str, Any]) -> None:
         rows.append(("extended", _decision(extension)))
     if view.get("failure"):
         rows.append(("failure", view["failure"]))
+    rows += _policy_rows(view.get("policy_reasons") or [], view.get("policy_version"))
+    _echo_rows(rows)
+
+
+def describe_preview(preview: dict[str, Any]) -> None:
+    """``jit request --dry-run``: what the policies would decide, and why."""
+    field = f" (field: {preview['field']})" if preview.get("field") else ""
+    rows: list[tuple[str, str]] = [("allowed", ("yes" if preview["allowed"] else "no") + field)]
+    if preview["allowed"]:
+        stages = preview.get("stages") or []
+        if preview.get("break_glass"):
+            approval = "none: break-glass, at once; reviewed afterwards"
+        elif not stages:
+            approval = "none: approved at once"
+        else:
+            approval = ", then ".join(_stage_text(st) for st in stages)
+        rows.append(("approval", approval))
+    cap = preview["max_duration_s"]
+    may = f"you may ask for up to {format_duration(cap)}" if cap else "you may not ask for it now"
+    rows.append(("duration", f"{format_duration(preview['duration_s'])} ({may})"))
+    rows += _policy_rows(preview.get("reasons") or [], preview.get("policy_version"))
+    _echo_rows(rows)
+
+
+def _stage_text(stage: dict[str, Any]) -> str:
+    count = stage.get("approvals", 1)
+    text = f"{stage['name']} ({count} of {', '.join(stage['groups'])}"
+    if stage.get("escalate_to"):
+        text += f"; after {format_duration(stage['escalate_after_s'])} also {', '.join(stage['escalate_to'])}"
+    return text + ")"
+
+
+def _policy_rows(reasons: list[str], version: str | None) -> list[tuple[str, str]]:
+    rows = [("why" if i == 0 else "", reason) for i, reason in enumerate(reasons)]
+    if version:
+        rows.append(("policy", version))
+    return rows
+
+
+def _echo_rows(rows: list[tuple[str, str]]) -> None:
     for label, value in rows:
         click.echo(f"{label + ':' if label else '':<11}{value}")

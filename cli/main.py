@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 import click
 
-from cli.client import Api, CliError, describe, echo_json, parse_time, status_line, table, when
+from cli import policy_commands
+from cli.audit import audit
+from cli.client import Api, CliError, describe, describe_preview, echo_json, parse_time, status_line, table, when
 from core.dev_identity import mint_dev_token
 from core.durations import DurationError, parse_duration
 from core.models import Status
@@ -61,6 +63,7 @@ class Session:
     as_user: str | None
     as_groups: tuple[str, ...]
     json: bool = False
+    as_mfa: bool = False
 
     @property
     def api(self) -> Api:
@@ -71,7 +74,8 @@ class Session:
             settings = Settings()
             if not settings.dev_identity_key_path.exists():
                 raise CliError(f"no dev identity key at {settings.dev_identity_key_path}: {AS_HINT}", 2)
-            return mint_dev_token(settings, self.as_user, list(self.as_groups), timedelta(minutes=5))
+            amr = ["pwd", "mfa"] if self.as_mfa else None
+            return mint_dev_token(settings, self.as_user, list(self.as_groups), timedelta(minutes=5), amr=amr)
         if self.token:
             return self.token
         raise CliError("no identity: set JIT_TOKEN, or pass --token TOKEN (or --as USER against a dev server)", 2)
@@ -113,10 +117,17 @@ def _server(_: click.Context, __: click.Parameter, value: str) -> str:
 @click.option("--token", envvar="JIT_TOKEN", help="Your identity token [env: JIT_TOKEN].")
 @click.option("--as", "as_user", metavar="USER", help="Dev only: call as USER with a dev token minted on the fly.")
 @click.option("--group", "as_groups", multiple=True, metavar="GROUP", help="A group of the --as user (repeatable).")
+@click.option("--mfa", "as_mfa", is_flag=True, help="Dev only: the --as user signed in with a second factor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
 @click.pass_context
 def cli(
-    ctx: click.Context, server: str, token: str | None, as_user: str | None, as_groups: tuple[str, ...], as_json: bool
+    ctx: click.Context,
+    server: str,
+    token: str | None,
+    as_user: str | None,
+    as_groups: tuple[str, ...],
+    as_mfa: bool,
+    as_json: bool,
 ) -> None:
     """Just-in-time access: ask for it, get it approved, get a token, lose it on time.
 
@@ -130,23 +141,26 @@ def cli(
     key in JIT_DATA_DIR: it works only against a server running with
     JIT_DEV_IDENTITY=1 on that same data dir.
     """
-    if as_groups and not as_user:
-        raise click.UsageError("--group goes with --as USER (dev-token takes its own --group)")
-    ctx.obj = Session(server, token, as_user, as_groups, as_json)
+    if (as_groups or as_mfa) and not as_user:
+        raise click.UsageError("--group and --mfa go with --as USER (dev-token takes its own)")
+    ctx.obj = Session(server, token, as_user, as_groups, as_json, as_mfa)
 
 
 @cli.command("dev-token")
 @click.argument("user")
 @click.option("--group", "groups", multiple=True, metavar="GROUP", help="A group of USER (repeatable).")
 @click.option("--ttl", type=DURATION, default="12h", show_default=True, help="How long the token is valid.")
-def dev_token(user: str, groups: tuple[str, ...], ttl: str) -> None:
+@click.option("--mfa", is_flag=True, help='USER signed in with a second factor (amr: ["pwd", "mfa"]).')
+def dev_token(user: str, groups: tuple[str, ...], ttl: str, mfa: bool) -> None:
     """Print a dev identity token for USER; needs no server.
 
     Signed with the key in JIT_DATA_DIR (default .data): only a server running
-    with JIT_DEV_IDENTITY=1 on the same data dir accepts it.
+    with JIT_DEV_IDENTITY=1 on the same data dir accepts it. The policies may
+    ask for --mfa (approving in production, breaking glass).
     """
     settings = Settings()
-    click.echo(mint_dev_token(settings, user, list(groups), timedelta(seconds=parse_duration(ttl))))
+    amr = ["pwd", "mfa"] if mfa else None
+    click.echo(mint_dev_token(settings, user, list(groups), timedelta(seconds=parse_duration(ttl)), amr=amr))
 
 
 @cli.command()
@@ -157,6 +171,8 @@ def dev_token(user: str, groups: tuple[str, ...], ttl: str) -> None:
 @click.option("--ticket", help="A ticket reference, e.g. INC-1.")
 @click.option("--start-at", type=TIMESTAMP, help="Start later (ISO 8601; local time without a zone).")
 @click.option("--idempotency-key", metavar="KEY", help="Retrying with the same KEY files the request once.")
+@click.option("--break-glass", is_flag=True, help="An emergency: access at once, reviewed afterwards (if permitted).")
+@click.option("--dry-run", is_flag=True, help="Show what the policies would decide, and why; file nothing.")
 @json_option
 @click.pass_obj
 def request(
@@ -168,6 +184,8 @@ def request(
     ticket: str | None,
     start_at: str | None,
     idempotency_key: str | None,
+    break_glass: bool,
+    dry_run: bool,
 ) -> None:
     """Ask for access to RESOURCE."""
     body: dict[str, Any] = {"resource": resource, "action": action, "duration": duration, "reason": reason}
@@ -175,6 +193,15 @@ def request(
         body["ticket"] = ticket
     if start_at:
         body["start_at"] = start_at
+    if break_glass:
+        body["break_glass"] = True
+    if dry_run:
+        preview = s.api.call("POST", "/v1/requests/preview", body=body)
+        if s.json:
+            echo_json(preview)
+        else:
+            describe_preview(preview)
+        return
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     s.show(s.api.call("POST", "/v1/requests", body=body, headers=headers))
 
@@ -314,6 +341,10 @@ def token(s: Session, request_id: str) -> None:
         echo_json(credentials)
     else:
         click.echo(credentials["access_token"])
+
+
+cli.add_command(audit)  # jit audit, jit audit verify: cli/audit.py
+policy_commands.register(cli, _act)  # jit acknowledge, reviews, catalog, policy check: cli/policy_commands.py
 
 
 def main() -> None:

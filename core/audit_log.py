@@ -3,7 +3,9 @@
 Each record carries the SHA-256 of the previous record, so editing, removing
 or reordering any record breaks the chain at that point (``verify`` names
 it). A SQLite file in the data dir, written only by the audit activity;
-appends are idempotent by event id.
+appends are idempotent by event id. The chain is in append order; ``export``
+reads a time window in event order (time, request id, seq), as
+``GET /v1/audit`` and ``jit audit`` stream it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.audit import AuditEvent
@@ -44,8 +46,11 @@ class Broken:
 
 
 class AuditLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, create: bool = True):
+        """``create=False`` to read an existing log (export, verify) without writing to it."""
         self.path = path
+        if not create:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -84,6 +89,47 @@ class AuditLog:
                 raise
         return added
 
+    def export(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        requester: str | None = None,
+        resource: str | None = None,
+    ) -> Iterator[AuditEvent]:
+        """Events with ``since <= at < until``, by time, then request id, then seq.
+
+        SQLite sorts (spilling to disk if it must), so the caller streams the
+        result whatever the log's size. The connection may be used from any
+        thread (a web server iterates in its thread pool), one at a time.
+        """
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        db.create_function("jit_utc", 1, _utc_key, deterministic=True)
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("jit_utc(at) >= ?")
+            params.append(_utc_key(since.isoformat()))
+        if until is not None:
+            clauses.append("jit_utc(at) < ?")
+            params.append(_utc_key(until.isoformat()))
+        if requester is not None:
+            clauses.append("json_extract(body, '$.requester') = ?")
+            params.append(requester)
+        if resource is not None:
+            clauses.append("json_extract(body, '$.resource') = ?")
+            params.append(resource)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        try:
+            rows = db.execute(
+                f"SELECT body FROM audit {where} "
+                "ORDER BY jit_utc(at), json_extract(body, '$.request_id'), json_extract(body, '$.seq'), n",
+                params,
+            )
+            for (body,) in rows:
+                yield AuditEvent.model_validate_json(body)
+        finally:
+            db.close()
+
     def events(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[AuditEvent]:
         with self._connect() as db:
             for (body,) in db.execute("SELECT body FROM audit ORDER BY n"):
@@ -93,18 +139,32 @@ class AuditLog:
 
     def verify(self) -> Broken | None:
         """Recompute the chain; the first record that does not hold, or None."""
+        return self.check()[1]
+
+    def check(self) -> tuple[int, Broken | None]:
+        """Recompute the chain: (records that hold, the first that does not or None)."""
         prev = GENESIS
+        checked = 0
         with self._connect() as db:
             for n, event_id, body, prev_hash, digest in db.execute(
                 "SELECT n, event_id, body, prev_hash, hash FROM audit ORDER BY n"
             ):
                 if prev_hash != prev:
-                    return Broken(n, event_id, "does not follow the record before it")
+                    return checked, Broken(n, event_id, "does not follow the record before it")
                 if record_hash(prev, body) != digest:
-                    return Broken(n, event_id, "content does not match its hash")
+                    return checked, Broken(n, event_id, "content does not match its hash")
                 try:
                     json.loads(body)
                 except ValueError:
-                    return Broken(n, event_id, "content is not JSON")
+                    return checked, Broken(n, event_id, "content is not JSON")
                 prev = digest
-        return None
+                checked += 1
+        return checked, None
+
+
+def _utc_key(at: str) -> str:
+    """An ISO 8601 time as a UTC string that sorts as time does (stored times may differ in form)."""
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")

@@ -110,6 +110,9 @@ class CatalogEntry(BaseModel):
     break_glass_max: Seconds | None = None  # None: no break-glass on this resource
     stages: list[Stage] | None = None
     action_overrides: dict[str, ActionOverride] = Field(default_factory=dict)
+    # Approvals are bound to the exact request: with this on, extending an
+    # approved grant waits for a new approval from the first stage's groups.
+    reapprove_extensions: bool = False
     # How access is made real: {type: postgres | webhook | none, ...}. Secrets
     # only by the name of an environment variable (dsn_env, secret_env).
     provisioner: dict[str, Any] = Field(default_factory=dict)
@@ -236,7 +239,8 @@ class Catalog:
         return list(self._entries.values())
 
     def policy_for(self, entry: CatalogEntry, *, admin_groups: list[str], ceiling_s: int) -> ResourcePolicy:
-        # Pre-Cedar snapshot, kept until the API uses policy.PolicyEngine.decide_request.
+        # The pre-Cedar snapshot (the catalog alone). The API snapshots a policy decision
+        # instead (api/decisions.py snapshot); kept for tools and tests that have no policies.
         return ResourcePolicy(
             approvals_required=entry.approvals_required,
             approver_groups=entry.approver_groups,

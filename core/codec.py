@@ -182,6 +182,8 @@ def payloads_from_json(body: bytes | str | Mapping[str, Any]) -> list[Payload]:
     """Temporal's proto-JSON ``{"payloads": [{"metadata": {k: b64}, "data": b64}]}``."""
     try:
         parsed = json.loads(body) if isinstance(body, bytes | str) else dict(body)
+        if not isinstance(parsed, dict):
+            raise TypeError("expected a JSON object")
         return list(json_format.ParseDict(parsed, Payloads()).payloads)
     except (ValueError, TypeError, json_format.ParseError, DecodeError) as e:
         raise CodecError(f"not a Payloads JSON object: {e}") from e

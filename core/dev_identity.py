@@ -22,7 +22,15 @@ def dev_key(settings: Settings) -> SigningKey:
     return load_or_create_single(settings.dev_identity_key_path)
 
 
-def mint_dev_token(settings: Settings, user: str, groups: list[str], ttl: timedelta = timedelta(hours=12)) -> str:
+def mint_dev_token(
+    settings: Settings,
+    user: str,
+    groups: list[str],
+    ttl: timedelta = timedelta(hours=12),
+    amr: list[str] | None = None,
+) -> str:
+    """``amr`` (RFC 8176 methods, e.g. ``["mfa"]``) says how the user signed in: the
+    policies see ``context.mfa`` when it names a second factor (policy.mfa_from_claims)."""
     key = dev_key(settings)
     now = datetime.now(UTC)
     claims = {
@@ -33,4 +41,6 @@ def mint_dev_token(settings: Settings, user: str, groups: list[str], ttl: timede
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
+    if amr:
+        claims["amr"] = list(amr)
     return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})

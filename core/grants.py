@@ -116,6 +116,15 @@ class GrantStore:
         assert row is not None and row.revoked_at is not None
         return row.revoked_at
 
+    def count_live(self, now: datetime) -> int:
+        """How many grants are live at ``now`` (the worker's ``jit_grants_active`` gauge)."""
+        # Timestamps are stored as UTC ISO strings (_ts), which sort as the instants do.
+        with self._connect() as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM grants WHERE revoked_at IS NULL AND expires_at > ?", (_ts(now),)
+            ).fetchone()
+        return int(count)
+
     def lookup(self, request_id: str) -> GrantRow | None:
         """Hot path of introspection: one primary-key read on a kept connection."""
         reader = getattr(self._readers, "db", None)

@@ -142,6 +142,8 @@ class CancelInput(BaseModel):
 class RevokeInput(BaseModel):
     actor: Actor
     reason: str
+    # The Cedar policies that let a non-requester revoke (checked by the API).
+    permitted_by: list[str] = Field(default_factory=list)
 
 
 class ExtendInput(BaseModel):

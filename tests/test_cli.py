@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import uuid
 from dataclasses import dataclass
@@ -138,8 +139,11 @@ async def test_auto_approved_request_is_active_at_once_and_can_be_extended(stack
     assert extended.out.startswith(f"{view['id']}  active  until ")
     shown = await run(stack, *alice, "show", view["id"])
     assert "duration:  15m (+30m extended)" in shown.out
-    assert "extended:  by alice at " in shown.out
-    assert shown.out.rstrip().endswith(": still digging")
+    lines = shown.out.splitlines()
+    assert any(line.startswith("extended:  by alice at ") and line.endswith(": still digging") for line in lines)
+    # Why it needed no approver, and under which rules it was decided.
+    assert "why:       permitted by anyone-requests: tests: anyone may ask for what the catalog offers" in lines
+    assert lines[-1] == f"policy:    {view['policy_version']}"
 
 
 async def test_deny_and_cancel(stack: Stack) -> None:
@@ -203,3 +207,33 @@ async def test_missing_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = await jit("show", "some-id", server="http://127.0.0.1:9", data_dir=tmp_path / "data")
     assert result.code == 2
     assert "JIT_TOKEN" in one_error_line(result)
+
+
+async def test_policy_check_exits_non_zero_with_file_and_line(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    offline = {"server": "http://127.0.0.1:9", "data_dir": tmp_path / "data"}  # needs no server
+    ok = await jit("policy", "check", str(root / "config/policies"), **offline)
+    assert ok.code == 0, ok.err
+    assert ok.out.startswith("ok: ") and "4 resources" in ok.out  # the catalog beside the directory
+
+    policies = tmp_path / "policies"
+    shutil.copytree(root / "config/policies", policies)
+    path = policies / "request.cedar"
+    path.write_text(path.read_text().replace("context.duration_s <= 900 &&", "context.duration_s <= &&"))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "<= &&" in text)
+    broken = await jit("policy", "check", str(policies), "--catalog", str(root / "config/catalog.yaml"), **offline)
+    assert broken.code == 1
+    assert broken.out == ""
+    assert broken.err.startswith(f"{path}:{line}: "), broken.err
+    assert broken.err.rstrip().endswith("1 problem(s)")
+
+
+async def test_dev_token_mfa_adds_amr(tmp_path: Path) -> None:
+    minted = await jit(
+        "dev-token", "bob", "--group", "db-owners", "--mfa", server="http://127.0.0.1:9", data_dir=tmp_path
+    )
+    assert minted.code == 0, minted.err
+    claims = jwt.decode(minted.out.strip(), options={"verify_signature": False})
+    assert (claims["groups"], claims["amr"]) == (["db-owners"], ["pwd", "mfa"])
+    plain = await jit("dev-token", "bob", server="http://127.0.0.1:9", data_dir=tmp_path)
+    assert "amr" not in jwt.decode(plain.out.strip(), options={"verify_signature": False})

@@ -34,7 +34,9 @@ def free_ports(n: int) -> list[int]:
 
 class Devstack:
     def __init__(self, data_dir: Path, log: Path, ports: list[int]) -> None:
-        self.temporal_port, self.ui_port, self.api_port = ports
+        # A fourth port is the worker's metrics port; without one, no metrics server (port 0).
+        self.temporal_port, self.ui_port, self.api_port, *metrics = ports
+        self.metrics_port = metrics[0] if metrics else 0
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         self.log = log
         self._out = log.open("wb")
@@ -45,6 +47,7 @@ class Devstack:
                 "--temporal-port", str(self.temporal_port),
                 "--ui-port", str(self.ui_port),
                 "--api-port", str(self.api_port),
+                "--worker-metrics-port", str(self.metrics_port),
             ],
             cwd=ROOT,
             stdout=self._out,
@@ -137,7 +140,7 @@ def stop_and_check_nothing_remains(stack: Devstack, children: dict[str, tuple[in
 
 def test_devstack_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = free_ports(3)
+    ports = free_ports(4)
 
     first, children = run_until_ready(data_dir, tmp_path / "first.log", ports)
     try:
@@ -153,6 +156,15 @@ def test_devstack_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> Non
         assert created.status_code == 201, created.text
         request_id = created.json()["id"]
         assert created.json()["status"] == "pending"
+        # The banner (printed once devstack saw /readyz too) has the operations URLs, and they answer.
+        deadline = time.monotonic() + START_DEADLINE_S
+        while "Ctrl-C stops everything" not in first.output() and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the output for the banner, not synchronising on time
+        banner = first.output()
+        assert f"Worker metrics http://127.0.0.1:{first.metrics_port}/metrics" in banner, banner
+        assert f"{first.base_url}/codec/login" in banner
+        metrics = httpx.get(f"http://127.0.0.1:{first.metrics_port}/metrics", timeout=10).text
+        assert "jit_approvals_pending" in metrics and "temporal_" in metrics
     except BaseException:
         first.kill()
         raise
@@ -188,6 +200,7 @@ def test_devstack_refuses_a_port_in_use_at_once(tmp_path: Path) -> None:
                 "--temporal-port", str(temporal_port),
                 "--ui-port", str(ui_port),
                 "--api-port", str(api_port),
+                "--worker-metrics-port", "0",
             ],
             cwd=ROOT,
             capture_output=True,

@@ -36,7 +36,7 @@ from core import dev_identity
 from core.dev_identity import mint_dev_token
 from core.settings import Settings
 from core.temporal import connect
-from tests.conftest import Stack, free_port, make_settings, serve_api
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, Stack, free_port, make_settings, serve_api
 from worker import build_worker
 
 ORDERS = "postgres:orders/public.orders"
@@ -537,3 +537,35 @@ async def test_unusable_jwks_is_503_not_401(
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.mark.parametrize(
+    ("second_factor", "mfa"),
+    [
+        pytest.param({"amr": ["pwd", "mfa"]}, True, id="amr-mfa"),
+        pytest.param({"amr": ["pwd", "otp"]}, True, id="amr-otp"),
+        pytest.param({"amr": "hwk"}, True, id="amr-string"),
+        pytest.param({"acr": "http://schemas.openid.net/pape/policies/2007/06/multi-factor"}, True, id="acr-pape"),
+        pytest.param({"amr": ["pwd"]}, False, id="amr-password-only"),
+        pytest.param({"acr": "1"}, False, id="acr-single-factor"),
+        pytest.param({}, False, id="none"),
+    ],
+)
+async def test_oidc_second_factor_reaches_the_policies(
+    dev_env: WorkflowEnvironment, tmp_path: Path, idp: IdentityProvider, second_factor: dict[str, Any], mfa: bool
+) -> None:
+    """The example policies let SRE break glass only with MFA: GET /v1/catalog shows whether it counted."""
+    settings = oidc_settings(
+        dev_env.client, tmp_path / "data", idp, catalog_path=EXAMPLE_CATALOG, policies_dir=EXAMPLE_POLICIES
+    )
+    server, task, base_url = await serve_api(settings)
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            token = idp.rs256(idp.claims("sam", ["sre"], **second_factor))
+            response = await http.get("/v1/catalog", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        server.should_exit = True
+        await task
+    assert response.status_code == 200, response.text
+    glass = {(v["resource"], a["action"]): a["break_glass_max_s"] for v in response.json() for a in v["actions"]}
+    assert (glass.get((ORDERS, "read"), 0) == 3600) is mfa, glass

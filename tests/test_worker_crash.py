@@ -32,6 +32,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "JIT_TEMPORAL_ADDRESS": settings.temporal_address,
         "JIT_TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "JIT_TASK_QUEUE": settings.task_queue,
+        "JIT_WORKER_METRICS_PORT": "0",  # parallel tests must not fight over a port
     }
 
 

@@ -101,6 +101,7 @@ async def test_a_stage_escalates_when_nobody_decides(ts_env: WorkflowEnvironment
         done = await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=LEAD))
         assert done.status is Status.ACTIVE
         await handle.execute_update(AccessRequestWorkflow.revoke, RevokeInput(actor=ALICE, reason="done"))
+        assert (await handle.result()).status is Status.REVOKED
 
 
 async def test_extension_past_the_approval_needs_approval_again(dev_env: WorkflowEnvironment, worker: Settings) -> None:

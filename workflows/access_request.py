@@ -178,7 +178,11 @@ class AccessRequestWorkflow:
         activated_at = workflow.now()
         self._spec = steps.grant_spec(req, activated_at, activated_at + timedelta(seconds=req.duration_s))
         try:
-            outcome = await steps.issue(self._spec)
+            outcome = await steps.issue(
+                self._spec,
+                requested_at=req.created_at,
+                approved_at=self._approved_at if self._routing.stages else None,
+            )
         except ActivityError as e:
             self._failure = f"provisioning failed: {e.cause or e}"
             await self._revoke("rollback of failed provisioning")
@@ -335,8 +339,9 @@ class AccessRequestWorkflow:
     @revoke.validator
     def _validate_revoke(self, input: RevokeInput) -> None:
         actor = input.actor
-        if actor.sub != self._req.requester.sub and not actor.in_any(self._req.policy.admin_groups):
-            raise errors.forbidden("only the requester or an admin may revoke access")
+        permitted = input.permitted_by or actor.in_any(self._req.policy.admin_groups)
+        if actor.sub != self._req.requester.sub and not permitted:
+            raise errors.forbidden("only the requester or someone the policy permits may revoke access")
         if self._status not in (Status.SCHEDULED, Status.PROVISIONING, Status.ACTIVE):
             hint = "; cancel a pending request instead" if self._status is Status.PENDING else ""
             raise errors.conflict(f"request is {self._status}, not active{hint}")
@@ -372,6 +377,8 @@ class AccessRequestWorkflow:
                 raise errors.conflict("the grant is no longer active") from e
             if self._status is Status.ACTIVE and self._revocation is None:
                 self._expires_at = new_expiry
+                # Deprovisioning (and webhooks) must see the extended expiry.
+                self._spec = self._spec.model_copy(update={"expires_at": new_expiry})
                 self._extensions.append(Decision(actor=actor, at=workflow.now(), reason=reason, duration_s=duration_s))
                 self._publish()
                 self._audit.emit(

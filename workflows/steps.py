@@ -48,8 +48,13 @@ def grant_spec(req: AccessRequestInput, activated_at: datetime, expires_at: date
     )
 
 
-async def issue(spec: GrantSpec) -> GrantOutcome | None:
-    """Record the grant, then make it real in the target system (if the catalog names one)."""
+async def issue(
+    spec: GrantSpec, *, requested_at: datetime | None = None, approved_at: datetime | None = None
+) -> GrantOutcome | None:
+    """Record the grant, then make it real in the target system (if the catalog names one).
+
+    ``requested_at``/``approved_at`` only feed the time-to-approve metric.
+    """
     await workflow.execute_activity_method(
         GrantActivities.issue_grant,
         IssueGrantInput(
@@ -59,6 +64,8 @@ async def issue(spec: GrantSpec) -> GrantOutcome | None:
             action=spec.action,
             activated_at=spec.activated_at,
             expires_at=spec.expires_at,
+            requested_at=requested_at,
+            approved_at=approved_at,
         ),
         start_to_close_timeout=STEP_TIMEOUT,
         schedule_to_close_timeout=ISSUE_TIMEOUT,

@@ -54,7 +54,10 @@ _SESSIONS = sql.SQL(
     # Sessions of the request's roles anywhere, and sessions in this database
     # whose role was dropped under them (usename is NULL then): a role must
     # never be dropped with sessions open, but if someone did, they go too.
-    "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
+    # Only pid, usesysid, usename and datname: an admin without
+    # pg_read_all_stats sees other roles' sessions with backend_type, state
+    # and query NULL, so a filter on those would find none of them.
+    "FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
     "AND (starts_with(usename, {prefix}) OR (datname = current_database() AND usesysid IS NOT NULL "
     "AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = usesysid)))"
 )

@@ -16,8 +16,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from api import errors
+from api.deps import current_engine
 from api.identity import IdentityVerifier, Unauthenticated
 from core.codec import CodecError, decode_json, encode_json
+from core.logging import bind as bind_log_context
 from core.models import Actor
 from core.settings import Settings
 
@@ -33,20 +35,34 @@ browser so Temporal UI can ask this API to decrypt payloads.</p>
 </body></html>"""
 
 
+def _cors_headers(request: Request) -> dict[str, str]:
+    """CORS headers for Temporal UI's origin (and no other): on answers and refusals alike, so
+    the UI can read a 401 and tell the auditor to sign in rather than fail on a CORS error."""
+    settings: Settings = request.app.state.settings
+    if request.headers.get("origin") != settings.codec_cors_origin:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": settings.codec_cors_origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
 async def codec_user(request: Request) -> Actor:
+    cors = _cors_headers(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
     if not token:
-        raise errors.Unauthorized("sign in at /codec/login or send Authorization: Bearer <token>")
+        raise errors.Unauthorized("sign in at /codec/login or send Authorization: Bearer <token>", headers=cors)
     verifier: IdentityVerifier = request.app.state.identity
     try:
         actor = await verifier.authenticate(token)
     except Unauthenticated as e:
-        raise errors.Unauthorized(str(e)) from e
-    settings: Settings = request.app.state.settings
-    if not (actor.in_any(settings.auditor_groups) or actor.in_any(settings.admin_groups)):
-        raise errors.Forbidden("only auditors and admins may decode workflow history")
+        raise errors.Unauthorized(str(e), headers=cors) from e
+    bind_log_context(actor=actor.sub)
+    if not current_engine(request).may_audit(actor).allowed:
+        raise errors.Forbidden("only auditors and admins may decode workflow history", headers=cors)
     return actor
 
 
@@ -54,11 +70,7 @@ Auditor = Annotated[Actor, Depends(codec_user)]
 
 
 def _cors(request: Request, response: Response) -> None:
-    settings: Settings = request.app.state.settings
-    if request.headers.get("origin") == settings.codec_cors_origin:
-        response.headers["Access-Control-Allow-Origin"] = settings.codec_cors_origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.headers["Vary"] = "Origin"
+    response.headers.update(_cors_headers(request))
 
 
 @router.options("/{operation}")
@@ -77,7 +89,7 @@ async def _run(request: Request, operation: str) -> JSONResponse:
         body = await request.body()
         result = await (decode_json if operation == "decode" else encode_json)(codec, body)
     except CodecError as e:
-        raise errors.BadRequest(str(e), field="payloads") from e
+        raise errors.BadRequest(str(e), field="payloads", headers=_cors_headers(request)) from e
     response = JSONResponse(result, headers={"Cache-Control": "no-store"})
     _cors(request, response)
     return response
@@ -108,7 +120,7 @@ async def login(request: Request) -> Response:
     except Unauthenticated:
         actor = None
     settings: Settings = request.app.state.settings
-    if actor is None or not (actor.in_any(settings.auditor_groups) or actor.in_any(settings.admin_groups)):
+    if actor is None or not current_engine(request).may_audit(actor).allowed:
         return HTMLResponse(_LOGIN_PAGE.replace("<form", "<p><b>Not an auditor's valid token.</b></p><form"), 403)
     response = RedirectResponse(settings.codec_cors_origin, status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="lax", max_age=8 * 3600)

@@ -25,7 +25,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when Temporal answers and a worker polls the task queue."""
+    """Ready when the policies are loaded, Temporal answers and a worker polls the task queue."""
     client: Client = request.app.state.temporal
     settings: Settings = request.app.state.settings
     checks: dict[str, str] = {}
@@ -43,6 +43,20 @@ async def readyz(request: Request) -> JSONResponse:
         checks["worker"] = "ok" if queue.pollers else "no worker is polling the task queue"
     except RPCError as e:
         checks["temporal"] = f"unreachable ({e.status.name})"
+    policy = _policy(request)
+    checks["policy"] = "ok" if policy is not None else "not loaded"
     ready = all(v == "ok" for v in checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if policy is not None:
+        body["policy"] = policy
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _policy(request: Request) -> dict[str, object] | None:
+    """The policies deciding now: their version, and whether the last reload failed (the last good rules stay)."""
+    runtime = getattr(request.app.state, "policies", None)
+    if runtime is None:
+        return None
+    holder = getattr(runtime, "holder", None)
+    errors = list(getattr(holder, "last_errors", None) or [])
+    return {"version": runtime.version, "last_reload_failed": bool(errors)}

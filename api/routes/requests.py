@@ -10,16 +10,17 @@ from fastapi import APIRouter, Header, Query, Response, status
 from activities.provisioners.base import ProvisionerConfigError
 from activities.provisioners.postgres_config import credentials_for, load_password_secret
 from api import errors
-from api.deps import CatalogDep, CurrentUser, Grants, Keys, Requests, SettingsDep
+from api.deps import CurrentUser, Engine, Grants, Keys, Requests, SettingsDep
 from api.schemas import (
+    AcknowledgeBody,
     ApproveBody,
     CancelBody,
-    CatalogItem,
     CreateRequest,
     Credentials,
     DatabaseCredentials,
     DenyBody,
     ExtendBody,
+    Preview,
     RequestPage,
     RevokeBody,
 )
@@ -44,6 +45,12 @@ async def create_request(
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/requests/{view.id}"
     return view
+
+
+@router.post("/requests/preview")
+async def preview_request(body: CreateRequest, user: CurrentUser, requests: Requests) -> Preview:
+    """What ``POST /v1/requests`` would decide for this body, and why; nothing is started."""
+    return requests.preview(user, body)
 
 
 @router.get("/requests")
@@ -100,6 +107,25 @@ async def extend(request_id: str, body: ExtendBody, user: CurrentUser, requests:
     return await requests.extend(user, request_id, body.duration, body.reason)
 
 
+@router.post("/requests/{request_id}/acknowledge")
+async def acknowledge(
+    request_id: str, user: CurrentUser, requests: Requests, body: AcknowledgeBody | None = None
+) -> AccessRequestView:
+    """Close the review of a break-glass grant (its review groups, never the requester)."""
+    return await requests.acknowledge(user, request_id, body.comment if body else None)
+
+
+@router.get("/reviews")
+async def list_reviews(
+    user: CurrentUser,
+    requests: Requests,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    page_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> RequestPage:
+    """Break-glass grants still waiting for their review, newest first."""
+    return await requests.reviews(user, page_size=page_size, page_token=page_token)
+
+
 @router.get("/requests/{request_id}/credentials")
 async def credentials(
     request_id: str,
@@ -108,7 +134,7 @@ async def credentials(
     grants: Grants,
     keys: Keys,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    engine: Engine,
 ) -> Credentials:
     view = await requests.get(user, request_id)
     if view.requester != user.sub:
@@ -123,7 +149,7 @@ async def credentials(
         grant_expires_at=grant.expires_at,
         resource=grant.resource,
         action=grant.action,
-        database=_database_credentials(view.id, view.requester, catalog.get(view.resource), settings),
+        database=_database_credentials(view.id, view.requester, engine.catalog.get(view.resource), settings),
     )
 
 
@@ -139,18 +165,3 @@ def _database_credentials(
     except ProvisionerConfigError as e:
         raise errors.Unavailable("the database for this resource is not configured on this server") from e
     return DatabaseCredentials(**found)
-
-
-@router.get("/catalog", tags=["catalog"])
-async def catalog(user: CurrentUser, catalog: CatalogDep) -> list[CatalogItem]:
-    return [
-        CatalogItem(
-            resource=e.id,
-            description=e.description,
-            actions=e.actions,
-            max_duration_s=e.max_duration,
-            approvals_required=e.approvals_required,
-            approver_groups=e.approver_groups,
-        )
-        for e in catalog.entries()
-    ]

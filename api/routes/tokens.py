@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api import errors
-from api.deps import CurrentUser, Grants, Keys, SettingsDep
+from api.deps import CurrentUser, Engine, Grants, Keys, SettingsDep
 from core import access_tokens
 
 router = APIRouter(tags=["tokens"])
@@ -26,13 +26,16 @@ async def jwks(keys: Keys) -> JSONResponse:
 
 
 @router.post("/v1/introspect")
-async def introspect(request: Request, user: CurrentUser, grants: Grants, keys: Keys, settings: SettingsDep) -> JSONResponse:
+async def introspect(
+    request: Request, user: CurrentUser, grants: Grants, keys: Keys, settings: SettingsDep, engine: Engine
+) -> JSONResponse:
     """``token=<jwt>`` as a form: ``active`` only while the grant is live.
 
     A signature check and one primary-key read: no workflow query, so
-    resource servers can call it on every request they serve.
+    resource servers can call it on every request they serve. Who may ask is
+    the policies' ``introspect`` (config/policies/admin.cedar).
     """
-    if not (user.in_any(settings.introspect_groups) or user.in_any(settings.admin_groups)):
+    if not engine.may_introspect(user).allowed:
         raise errors.Forbidden("only resource servers may introspect tokens")
     if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
         raise errors.BadRequest("send the token as a form: token=<access token>", field="token")

@@ -1,0 +1,102 @@
+"""``GET /v1/audit``: every lifecycle event of a time window, as JSON Lines, for auditors.
+
+The source is the hash-chained audit log (core/audit_log.py) that the workflow
+fills through the audit activity: it lives in the data dir the API shares with
+the worker and is never pruned. Temporal (history, visibility, the ``Jit*``
+search attributes, ``GET /v1/requests``) is the live view of the same requests,
+but only for the namespace's retention after a request closes; the audit log
+outlives it. For a request still within retention both tell the same story
+(tests/test_audit.py checks them against each other).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import errors, listing
+from api.deps import CurrentUser, Engine, SettingsDep
+from core.audit import AuditEvent
+from core.audit_log import AuditLog
+
+router = APIRouter(prefix="/v1", tags=["audit"])
+
+NDJSON = "application/x-ndjson"
+_LOST_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?) (\d{2}:?\d{2})$")
+_TIME_RULE = "must be an ISO 8601 date-time with a time zone, e.g. 2026-01-01T09:00:00Z"
+
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    # "...T09:00:00+02:00" sent unencoded arrives as "...T09:00:00 02:00": put the + back.
+    value = _LOST_PLUS.sub(r"\1+\2", value.strip())
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise errors.Invalid(f"{field}: {_TIME_RULE}", field=field) from None
+    if moment.tzinfo is None:
+        raise errors.Invalid(f"{field}: {_TIME_RULE}", field=field)
+    return moment
+
+
+def _filter(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    listing.quote(value, field)  # the list endpoint's rule: 422 naming the field if it does not hold
+    return value
+
+
+@router.get(
+    "/audit",
+    response_class=StreamingResponse,
+    responses={200: {"content": {NDJSON: {}}, "description": "one audit event (JSON) per line"}},
+)
+async def export_audit(
+    user: CurrentUser,
+    engine: Engine,
+    settings: SettingsDep,
+    from_: Annotated[str | None, Query(alias="from", max_length=64, description="ISO 8601, inclusive")] = None,
+    to: Annotated[str | None, Query(max_length=64, description="ISO 8601, exclusive")] = None,
+    requester: Annotated[str | None, Query(max_length=200)] = None,
+    resource: Annotated[str | None, Query(max_length=200)] = None,
+) -> StreamingResponse:
+    """Every lifecycle event with ``from <= at < to``, ordered by time, request id, then seq.
+
+    One JSON object a line: ``event_id``, ``request_id``, ``seq``, ``type`` (requested,
+    approved, escalated, denied, cancelled, timed_out, provisioned, failed, extended,
+    revoked, expired, reviewed), ``at``, ``actor``, ``reason``, ``requester``,
+    ``resource``, ``action`` and ``details`` (for ``requested``: the policy decision and
+    ``policy_version``). Auditors and admins only (the policies' ``audit``).
+    """
+    if not engine.may_audit(user).allowed:
+        raise errors.Forbidden("only auditors and admins may read the audit log")
+    since, until = _moment(from_, "from"), _moment(to, "to")
+    if since is not None and until is not None and until < since:
+        raise errors.Invalid("to: must not be before from", field="to")
+    requester, resource = _filter(requester, "requester"), _filter(resource, "resource")
+    path = settings.audit_log_path
+    if not path.is_file():
+        raise errors.Unavailable("no audit log on this server: the API reads it from the worker's data dir")
+    events = AuditLog(path, create=False).export(since=since, until=until, requester=requester, resource=resource)
+    try:
+        # The first row before the 200: an unreadable log is a 503, not a cut stream.
+        first = await run_in_threadpool(next, events, None)
+    except sqlite3.Error as e:
+        raise errors.Unavailable(f"the audit log cannot be read now ({e}); try again shortly") from e
+    return StreamingResponse(_lines(first, events), media_type=NDJSON, headers={"Cache-Control": "no-store"})
+
+
+def _lines(first: AuditEvent | None, rest: Iterator[AuditEvent]) -> Iterator[str]:
+    if first is None:
+        return
+    yield first.model_dump_json() + "\n"
+    for event in rest:
+        yield event.model_dump_json() + "\n"
