@@ -31,6 +31,7 @@ PROVISION_HEARTBEAT = timedelta(seconds=20)
 # recovered target is noticed quickly.
 REVOKE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 # Deprovisioning runs in rounds; each failed round raises the request's alert.
+ROUND_PAUSE = timedelta(seconds=30)
 DEPROVISION_ROUND = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
 )
@@ -132,6 +133,9 @@ async def revoke(
             )
         except ActivityError as e:
             on_alert(f"revocation keeps failing, still retrying: {e.cause or e}"[:300])
+            # A round can end at once (a non-retryable error): pause so that a
+            # broken target costs a few events an hour, not a hot loop.
+            await workflow.sleep(ROUND_PAUSE, summary="revocation retry pause")
             continue
         on_alert(None)
         return outcome
