@@ -11,14 +11,20 @@ States::
 future parks an approved request in ``scheduled`` until then; the grant's
 clock starts when access becomes active.
 
-Messages:
-    updates  ``approve``, ``deny``, ``cancel``, ``revoke``, ``extend``: each has a
-             validator, so a refused call (403/409/422 at the API) leaves no
-             trace in history; ``settled`` returns once provisioning is over.
-    query    ``get`` → :class:`AccessRequestView`.
+Approval runs in ordered stages (``approvals.py``); a break-glass grant is
+active at once and the workflow stays open until its review is acknowledged.
 
-Every state after provisioning has run ``revoke_grant`` to completion before
-the workflow ends, whatever crashed in between.
+Messages:
+    updates  ``approve``, ``deny``, ``cancel``, ``revoke``, ``extend``,
+             ``acknowledge``: each has a validator, so a refused call
+             (403/409/422 at the API) leaves no trace in history; while active,
+             approve/deny decide a pending extension (``extensions.py``);
+             ``settled`` returns once provisioning is over.
+    query    ``get`` → :class:`AccessRequestView` (built in ``state.py``).
+
+Activity calls, timeouts and retries live in ``steps.py``; every event goes to
+the audit log (``audit_trail.py``). Every state after provisioning has run the
+revoke steps to completion before the workflow ends, whatever crashed in between.
 """
 
 from __future__ import annotations
@@ -32,12 +38,12 @@ from temporalio.exceptions import ActivityError
 from workflows import steps
 from workflows.approvals import ApprovalRouting
 from workflows.audit_trail import AuditTrail
+from workflows.extensions import ExtensionSteps
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
     from core import errors
     from core.audit import AuditEventType
-    from core.durations import format_duration
     from core.models import (
         TERMINAL,
         AccessRequestInput,
@@ -53,22 +59,10 @@ with workflow.unsafe.imports_passed_through():
         RevokeInput,
         Status,
     )
-    from core.temporal import (
-        SA_ACTION,
-        SA_ALERT,
-        SA_APPROVER_GROUPS,
-        SA_APPROVERS,
-        SA_BREAK_GLASS,
-        SA_EXPIRES_AT,
-        SA_REQUESTER,
-        SA_RESOURCE,
-        SA_REVIEW,
-        SA_STATUS,
-    )
 
 
 @workflow.defn
-class AccessRequestWorkflow:
+class AccessRequestWorkflow(ExtensionSteps):
     @workflow.init
     def __init__(self, req: AccessRequestInput) -> None:
         self._req = req
@@ -273,24 +267,6 @@ class AccessRequestWorkflow:
             return
         self._check_decider(input.actor, "approve")
 
-    async def _approve_extension(self, input: ApproveInput) -> None:
-        pending = self._pending_extension
-        assert pending is not None and pending.duration_s is not None
-        self._extension_approvers.append(input.actor.sub)
-        self._audit.emit(AuditEventType.APPROVED, actor=input.actor.sub, reason=input.comment, extension=True)
-        if len(self._extension_approvers) >= self._routing.stages[0].approvals:
-            self._pending_extension = None
-            await self._apply_extension(
-                pending.actor, pending.duration_s, pending.reason, approved_by=list(self._extension_approvers)
-            )
-
-    def _check_extension_decider(self, actor: Actor, verb: str) -> None:
-        if actor.sub == self._req.requester.sub:
-            raise errors.forbidden(f"you cannot {verb} your own extension")
-        groups = self._routing.stages[0].groups if self._routing.stages else []
-        if not actor.in_any(groups):
-            raise errors.forbidden(f"only members of {', '.join(groups) or 'nobody'} may {verb} this extension")
-
     @workflow.update
     def deny(self, input: DenyInput) -> AccessRequestView:
         if self._status is Status.ACTIVE:
@@ -364,32 +340,6 @@ class AccessRequestWorkflow:
         await self._apply_extension(input.actor.sub, input.duration_s, input.reason, approved_by=[])
         return self._view()
 
-    async def _apply_extension(self, actor: str, duration_s: int, reason: str | None, approved_by: list[str]) -> None:
-        # One extension at a time, so two concurrent calls cannot both pass
-        # the max-duration check against the same old expiry.
-        async with self._extend_lock:
-            self._check_extension_fits(duration_s)
-            assert self._expires_at is not None and self._spec is not None
-            new_expiry = self._expires_at + timedelta(seconds=duration_s)
-            try:
-                await steps.extend(self._spec, new_expiry, duration_s)
-            except ActivityError as e:
-                raise errors.conflict("the grant is no longer active") from e
-            if self._status is Status.ACTIVE and self._revocation is None:
-                self._expires_at = new_expiry
-                # Deprovisioning (and webhooks) must see the extended expiry.
-                self._spec = self._spec.model_copy(update={"expires_at": new_expiry})
-                self._extensions.append(Decision(actor=actor, at=workflow.now(), reason=reason, duration_s=duration_s))
-                self._publish()
-                self._audit.emit(
-                    AuditEventType.EXTENDED,
-                    actor=actor,
-                    reason=reason,
-                    duration_s=duration_s,
-                    expires_at=new_expiry,
-                    approved_by=approved_by,
-                )
-
     @extend.validator
     def _validate_extend(self, input: ExtendInput) -> None:
         if input.actor.sub != self._req.requester.sub:
@@ -399,17 +349,6 @@ class AccessRequestWorkflow:
         if self._pending_extension is not None:
             raise errors.conflict("an extension is already waiting for approval")
         self._check_extension_fits(input.duration_s)
-
-    def _check_extension_fits(self, duration_s: int) -> None:
-        assert self._expires_at is not None and self._activated_at is not None
-        total = self._expires_at - self._activated_at + timedelta(seconds=duration_s)
-        limit = self._req.policy.max_duration_s
-        if total > timedelta(seconds=limit):
-            raise errors.invalid(
-                "duration",
-                f"extension would make the grant {format_duration(int(total.total_seconds()))} long; "
-                f"the maximum for {self._req.resource} is {format_duration(limit)}",
-            )
 
     @workflow.update
     def acknowledge(self, input: AcknowledgeInput) -> AccessRequestView:
@@ -451,69 +390,3 @@ class AccessRequestWorkflow:
                 raise errors.forbidden(f"you cannot {verb} your own request")
             raise errors.conflict(f"request is {self._status}, not pending")
         self._routing.check(actor, verb)
-
-    @property
-    def _review_pending(self) -> bool:
-        return self._req.policy.break_glass and self._review is None and self._activated_at is not None
-
-    def _publish(self) -> None:
-        """Upsert every search attribute: Temporal UI's audit filters read these."""
-        updates = [
-            SA_REQUESTER.value_set(self._req.requester.sub),
-            SA_RESOURCE.value_set(self._req.resource),
-            SA_ACTION.value_set(self._req.action),
-            SA_STATUS.value_set(self._status.value),
-            SA_APPROVERS.value_set([a.approver for a in self._routing.approvals]),
-            SA_APPROVER_GROUPS.value_set(self._routing.eligible_groups() or self._req.policy.approver_groups),
-        ]
-        if self._expires_at is not None:
-            updates.append(SA_EXPIRES_AT.value_set(self._expires_at))
-        if self._alert is not None:
-            updates.append(SA_ALERT.value_set("revoke_failing"))
-        elif self._alert_published:
-            updates.append(SA_ALERT.value_unset())
-        self._alert_published = self._alert is not None
-        if self._req.policy.break_glass:
-            updates.append(SA_BREAK_GLASS.value_set(True))
-            if self._activated_at is not None:
-                updates.append(SA_REVIEW.value_set("pending" if self._review is None else "acknowledged"))
-        workflow.upsert_search_attributes(updates)
-
-    def _view(self) -> AccessRequestView:
-        req = self._req
-        return AccessRequestView(
-            id=req.id,
-            status=self._status,
-            requester=req.requester.sub,
-            resource=req.resource,
-            action=req.action,
-            duration_s=req.duration_s,
-            reason=req.reason,
-            ticket=req.ticket,
-            start_at=req.start_at,
-            approvals_required=req.policy.approvals_required,
-            approver_groups=req.policy.approver_groups,
-            approvals=list(self._routing.approvals),
-            created_at=req.created_at,
-            approved_at=self._approved_at,
-            activated_at=self._activated_at,
-            expires_at=self._expires_at,
-            ended_at=self._ended_at,
-            denial=self._denial,
-            cancellation=self._cancellation,
-            revocation=self._revocation,
-            extensions=list(self._extensions),
-            failure=self._failure,
-            revocation_verified_at=self._revocation_verified_at,
-            alert=self._alert,
-            principal=self._principal,
-            stage=self._routing.stage.name if self._routing.stage and self._status is Status.PENDING else None,
-            eligible_groups=self._routing.eligible_groups() if self._status is Status.PENDING else [],
-            escalated=self._routing.escalated,
-            break_glass=req.policy.break_glass,
-            review=self._review,
-            review_pending=self._review_pending,
-            pending_extension=self._pending_extension,
-            policy_reasons=req.policy.reasons,
-            policy_version=req.policy_version,
-        )

@@ -1,0 +1,78 @@
+"""Extending an active grant, and approving an extension where policy asks for it.
+
+Approvals are bound to the exact request: with ``extension_approval`` an
+extension waits for the first stage's approvers before anything moves.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows import steps
+from workflows.state import RequestState
+
+with workflow.unsafe.imports_passed_through():
+    from core import errors
+    from core.audit import AuditEventType
+    from core.durations import format_duration
+    from core.models import Actor, ApproveInput, Decision, Status
+
+
+class ExtensionSteps(RequestState):
+    async def _approve_extension(self, input: ApproveInput) -> None:
+        pending = self._pending_extension
+        assert pending is not None and pending.duration_s is not None
+        self._extension_approvers.append(input.actor.sub)
+        self._audit.emit(AuditEventType.APPROVED, actor=input.actor.sub, reason=input.comment, extension=True)
+        if len(self._extension_approvers) >= self._routing.stages[0].approvals:
+            self._pending_extension = None
+            await self._apply_extension(
+                pending.actor, pending.duration_s, pending.reason, approved_by=list(self._extension_approvers)
+            )
+
+    def _check_extension_decider(self, actor: Actor, verb: str) -> None:
+        if actor.sub == self._req.requester.sub:
+            raise errors.forbidden(f"you cannot {verb} your own extension")
+        groups = self._routing.stages[0].groups if self._routing.stages else []
+        if not actor.in_any(groups):
+            raise errors.forbidden(f"only members of {', '.join(groups) or 'nobody'} may {verb} this extension")
+
+    async def _apply_extension(self, actor: str, duration_s: int, reason: str | None, approved_by: list[str]) -> None:
+        # One extension at a time, so two concurrent calls cannot both pass
+        # the max-duration check against the same old expiry.
+        async with self._extend_lock:
+            self._check_extension_fits(duration_s)
+            assert self._expires_at is not None and self._spec is not None
+            new_expiry = self._expires_at + timedelta(seconds=duration_s)
+            try:
+                await steps.extend(self._spec, new_expiry, duration_s)
+            except ActivityError as e:
+                raise errors.conflict("the grant is no longer active") from e
+            if self._status is Status.ACTIVE and self._revocation is None:
+                self._expires_at = new_expiry
+                # Deprovisioning (and webhooks) must see the extended expiry.
+                self._spec = self._spec.model_copy(update={"expires_at": new_expiry})
+                self._extensions.append(Decision(actor=actor, at=workflow.now(), reason=reason, duration_s=duration_s))
+                self._publish()
+                self._audit.emit(
+                    AuditEventType.EXTENDED,
+                    actor=actor,
+                    reason=reason,
+                    duration_s=duration_s,
+                    expires_at=new_expiry,
+                    approved_by=approved_by,
+                )
+
+    def _check_extension_fits(self, duration_s: int) -> None:
+        assert self._expires_at is not None and self._activated_at is not None
+        total = self._expires_at - self._activated_at + timedelta(seconds=duration_s)
+        limit = self._req.policy.max_duration_s
+        if total > timedelta(seconds=limit):
+            raise errors.invalid(
+                "duration",
+                f"extension would make the grant {format_duration(int(total.total_seconds()))} long; "
+                f"the maximum for {self._req.resource} is {format_duration(limit)}",
+            )

@@ -1,0 +1,123 @@
+"""What one access request knows, and how it shows it.
+
+The state the workflow keeps (declared here, set by ``AccessRequestWorkflow``),
+rendered two ways: the view clients get (``_view``) and the search attributes
+Temporal UI filters on (``_publish``). Deterministic workflow code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import workflow
+
+from workflows.approvals import ApprovalRouting
+from workflows.audit_trail import AuditTrail
+
+with workflow.unsafe.imports_passed_through():
+    from activities.provisioners.base import GrantSpec
+    from core.models import AccessRequestInput, AccessRequestView, Decision, Status
+    from core.temporal import (
+        SA_ACTION,
+        SA_ALERT,
+        SA_APPROVER_GROUPS,
+        SA_APPROVERS,
+        SA_BREAK_GLASS,
+        SA_EXPIRES_AT,
+        SA_REQUESTER,
+        SA_RESOURCE,
+        SA_REVIEW,
+        SA_STATUS,
+    )
+
+
+class RequestState:
+    _req: AccessRequestInput
+    _status: Status
+    _routing: ApprovalRouting
+    _audit: AuditTrail
+    _approved_at: datetime | None
+    _activated_at: datetime | None
+    _expires_at: datetime | None
+    _ended_at: datetime | None
+    _denial: Decision | None
+    _cancellation: Decision | None
+    _revocation: Decision | None
+    _extensions: list[Decision]
+    _failure: str | None
+    _extend_lock: asyncio.Lock
+    _spec: GrantSpec | None
+    _principal: str | None
+    _alert: str | None
+    _alert_published: bool
+    _revocation_verified_at: datetime | None
+    _review: Decision | None
+    _pending_extension: Decision | None
+    _extension_approvers: list[str]
+
+    @property
+    def _review_pending(self) -> bool:
+        return self._req.policy.break_glass and self._review is None and self._activated_at is not None
+
+    def _publish(self) -> None:
+        """Upsert every search attribute: Temporal UI's audit filters read these."""
+        updates = [
+            SA_REQUESTER.value_set(self._req.requester.sub),
+            SA_RESOURCE.value_set(self._req.resource),
+            SA_ACTION.value_set(self._req.action),
+            SA_STATUS.value_set(self._status.value),
+            SA_APPROVERS.value_set([a.approver for a in self._routing.approvals]),
+            SA_APPROVER_GROUPS.value_set(self._routing.eligible_groups() or self._req.policy.approver_groups),
+        ]
+        if self._expires_at is not None:
+            updates.append(SA_EXPIRES_AT.value_set(self._expires_at))
+        if self._alert is not None:
+            updates.append(SA_ALERT.value_set("revoke_failing"))
+        elif self._alert_published:
+            updates.append(SA_ALERT.value_unset())
+        self._alert_published = self._alert is not None
+        if self._req.policy.break_glass:
+            updates.append(SA_BREAK_GLASS.value_set(True))
+            if self._activated_at is not None:
+                updates.append(SA_REVIEW.value_set("pending" if self._review is None else "acknowledged"))
+        workflow.upsert_search_attributes(updates)
+
+    def _view(self) -> AccessRequestView:
+        req = self._req
+        return AccessRequestView(
+            id=req.id,
+            status=self._status,
+            requester=req.requester.sub,
+            resource=req.resource,
+            action=req.action,
+            duration_s=req.duration_s,
+            reason=req.reason,
+            ticket=req.ticket,
+            start_at=req.start_at,
+            approvals_required=req.policy.approvals_required,
+            approver_groups=req.policy.approver_groups,
+            approvals=list(self._routing.approvals),
+            created_at=req.created_at,
+            approved_at=self._approved_at,
+            activated_at=self._activated_at,
+            expires_at=self._expires_at,
+            ended_at=self._ended_at,
+            denial=self._denial,
+            cancellation=self._cancellation,
+            revocation=self._revocation,
+            extensions=list(self._extensions),
+            failure=self._failure,
+            revocation_verified_at=self._revocation_verified_at,
+            alert=self._alert,
+            principal=self._principal,
+            stage=self._routing.stage.name if self._routing.stage and self._status is Status.PENDING else None,
+            eligible_groups=self._routing.eligible_groups() if self._status is Status.PENDING else [],
+            escalated=self._routing.escalated,
+            break_glass=req.policy.break_glass,
+            review=self._review,
+            review_pending=self._review_pending,
+            pending_extension=self._pending_extension,
+            policy_reasons=req.policy.reasons,
+            policy_version=req.policy_version,
+        )
