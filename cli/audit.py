@@ -7,14 +7,13 @@ jit audit verify [--data-dir DIR]
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from cli.client import CliError
-from core.audit_log import AuditLog
+from core.audit_store import STORE_ERRORS, describe, open_audit_log
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -107,19 +106,19 @@ def audit(
     help="The worker's data dir [env: JIT_DATA_DIR, default .data].",
 )
 def verify(data_dir: Path | None) -> None:
-    """Recompute the hash chain of the local audit log (DATA_DIR/audit.sqlite3).
+    """Recompute the hash chain of the audit log (DATA_DIR/audit.sqlite3, or JIT_AUDIT_LOG_DSN's).
 
     Prints "ok: N records", or names the first record that was edited,
     removed or reordered and exits 1.
     """
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     path = settings.audit_log_path
-    if not path.is_file():
+    if not settings.audit_log_dsn and not path.is_file():
         raise CliError(f"no audit log at {path}: pass the worker's --data-dir", 2)
     try:
-        checked, broken = AuditLog(path, create=False).check()
-    except sqlite3.Error as e:
-        raise CliError(f"cannot read the audit log {path}: {e}") from None
+        checked, broken = open_audit_log(settings, create=False).check()
+    except STORE_ERRORS as e:
+        raise CliError(f"cannot read {describe(settings)}: {e}") from None
     if broken is not None:
         raise CliError(f"broken at record {broken.n} (event {broken.event_id}): {broken.why}")
     click.echo(f"ok: {checked} record{'s' if checked != 1 else ''}")

@@ -151,6 +151,9 @@ def status_line(view: dict[str, Any]) -> str:
         line += f"  (starts {clock(view['start_at'])})"
     elif status == "failed" and view.get("failure"):
         line += f"  ({view['failure']})"
+    pending = view.get("pending_extension")
+    if pending:
+        line += f"  (extension of {format_duration(pending['duration_s'])} waiting for approval)"
     if view.get("review_pending"):
         line += "  (break-glass: review pending)"
     return line
@@ -214,7 +217,11 @@ def describe(view: dict[str, Any]) -> None:
         if view.get(key):
             rows.append((label, _decision(view[key])))
     for extension in view.get("extensions", []):
-        rows.append(("extended", _decision(extension)))
+        added = f"+{format_duration(extension['duration_s'])} " if extension.get("duration_s") else ""
+        rows.append(("extended", added + _decision(extension)))
+    if view.get("pending_extension"):
+        pending = view["pending_extension"]
+        rows.append(("extension", f"+{format_duration(pending['duration_s'])} waiting for approval, asked {_decision(pending)}"))
     if view.get("failure"):
         rows.append(("failure", view["failure"]))
     rows += _policy_rows(view.get("policy_reasons") or [], view.get("policy_version"))

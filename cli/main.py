@@ -134,7 +134,7 @@ def cli(
     \b
     export JIT_TOKEN=$(jit dev-token alice --group engineers)
     jit request postgres:orders/public.orders --action read --for 15m --reason INC-1
-    jit --as bob --group db-owners approve ID
+    jit --as bob --group db-owners --mfa approve ID
     jit token ID
 
     --as USER [--group G ...] mints a dev identity token on the fly with the
