@@ -140,7 +140,7 @@ async def test_auto_approved_request_is_active_at_once_and_can_be_extended(stack
     shown = await run(stack, *alice, "show", view["id"])
     assert "duration:  15m (+30m extended)" in shown.out
     lines = shown.out.splitlines()
-    assert any(line.startswith("extended:  by alice at ") and line.endswith(": still digging") for line in lines)
+    assert any(line.startswith("extended:  +30m by alice at ") and line.endswith(": still digging") for line in lines)
     # Why it needed no approver, and under which rules it was decided.
     assert "why:       permitted by anyone-requests: tests: anyone may ask for what the catalog offers" in lines
     assert lines[-1] == f"policy:    {view['policy_version']}"
