@@ -22,7 +22,7 @@ from activities.audit import AuditActivities
 from activities.grants import GrantActivities
 from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
-from core.audit_log import AuditLog
+from core.audit_store import open_audit_log
 from core.grants import GrantStore
 from core.logging import setup_logging
 from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_runtime, watch_gauges
@@ -37,7 +37,7 @@ def build_worker(
     """``metrics``: where the activities record the project's metrics (a private registry if None)."""
     store = GrantStore(settings.grants_db_path)
     grants = GrantActivities(store, metrics)
-    audit = AuditActivities(AuditLog(settings.audit_log_path))
+    audit = AuditActivities(open_audit_log(settings))
     provisioning = ProvisioningActivities(
         password_secret=load_password_secret(settings.data_dir, settings.pg_password_secret),
         # The grant store's tombstone: a late grant retry never re-creates

@@ -5,11 +5,11 @@ from __future__ import annotations
 from temporalio import activity
 
 from core.audit import AuditEvent
-from core.audit_log import AuditLog
+from core.audit_store import AuditStore
 
 
 class AuditActivities:
-    def __init__(self, log: AuditLog):
+    def __init__(self, log: AuditStore):
         self._log = log
 
     @activity.defn

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # The Temporal UI origin allowed to call the codec endpoint (CORS).
     codec_cors_origin: str = "http://localhost:8233"
 
+    # The audit log (README "Audit"): a SQLite file in the data dir, or PostgreSQL
+    # with this DSN (it holds a password: never logged nor shown).
+    audit_log_dsn: str | None = Field(default=None, repr=False)
+
     # Operations (README "Operations"). Logs: one JSON object a line, or "text" for
     # people (make run). The worker serves its metrics, the project's and the
     # Temporal SDK's, on this port (0: none); the API serves its own on /metrics.

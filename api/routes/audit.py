@@ -12,7 +12,6 @@ outlives it. For a request still within retention both tell the same story
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
@@ -24,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors, listing
 from api.deps import CurrentUser, Engine, SettingsDep
 from core.audit import AuditEvent
-from core.audit_log import AuditLog
+from core.audit_store import STORE_ERRORS, open_audit_log
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -82,15 +81,17 @@ async def export_audit(
     if since is not None and until is not None and until < since:
         raise errors.Invalid("to: must not be before from", field="to")
     requester, resource = _filter(requester, "requester"), _filter(resource, "resource")
-    path = settings.audit_log_path
-    if not path.is_file():
+    if not settings.audit_log_dsn and not settings.audit_log_path.is_file():
         raise errors.Unavailable("no audit log on this server: the API reads it from the worker's data dir")
-    events = AuditLog(path, create=False).export(since=since, until=until, requester=requester, resource=resource)
+    log = open_audit_log(settings, create=False)
+    events = log.export(since=since, until=until, requester=requester, resource=resource)
     try:
         # The first row before the 200: an unreadable log is a 503, not a cut stream.
         first = await run_in_threadpool(next, events, None)
-    except sqlite3.Error as e:
-        raise errors.Unavailable(f"the audit log cannot be read now ({e}); try again shortly") from e
+    except STORE_ERRORS as e:
+        # PostgreSQL's errors may name hosts and users: not for the client.
+        why = "" if settings.audit_log_dsn else f" ({e})"
+        raise errors.Unavailable(f"the audit log cannot be read now{why}; try again shortly") from e
     return StreamingResponse(_lines(first, events), media_type=NDJSON, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,145 @@
+"""The audit log on PostgreSQL: the same hash chain as core/audit_log.py, for shared or replicated storage.
+
+Picked by ``JIT_AUDIT_LOG_DSN`` (core/audit_store.py). One table, ``jit_audit``;
+an append holds ``LOCK TABLE ... IN EXCLUSIVE MODE`` for its transaction, so
+any number of workers append one at a time and the chain stays linear, while
+readers (export, verify) are never blocked. Records hash exactly as in the
+SQLite log (``record_hash`` from GENESIS), so ``verify`` means the same thing.
+The DSN holds a password: it is never logged nor shown (not even in ``repr``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+
+from core.audit import AuditEvent
+from core.audit_log import GENESIS, Broken, record_hash
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jit_audit (
+    n         bigserial PRIMARY KEY,
+    event_id  text NOT NULL UNIQUE,
+    at        timestamptz NOT NULL,
+    body      text NOT NULL,
+    prev_hash text NOT NULL,
+    hash      text NOT NULL
+)
+"""
+# Two workers starting together must not both create the table (CREATE TABLE IF NOT EXISTS races).
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('jit_audit schema'))"
+
+
+def _utc(moment: datetime) -> datetime:
+    """As the SQLite log reads times: a naive time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class PostgresAuditLog:
+    def __init__(self, dsn: str, *, create: bool = True):
+        """``create=False`` to read an existing log (export, verify) without writing to it."""
+        self._dsn = dsn
+        if not create:
+            return
+        with self._connect() as db, db.transaction():
+            db.execute(_SCHEMA_LOCK)
+            db.execute(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return "PostgresAuditLog(<dsn hidden>)"
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+
+    def append(self, events: list[AuditEvent]) -> int:
+        """Append in order, skipping events already present; returns how many were new."""
+        added = 0
+        with self._connect() as db, db.transaction():
+            db.execute("LOCK TABLE jit_audit IN EXCLUSIVE MODE")  # one writer at a time keeps the chain linear
+            last = db.execute("SELECT hash FROM jit_audit ORDER BY n DESC LIMIT 1").fetchone()
+            prev = last[0] if last else GENESIS
+            for event in events:
+                if db.execute("SELECT 1 FROM jit_audit WHERE event_id = %s", (event.event_id,)).fetchone():
+                    continue
+                body = event.model_dump_json()
+                digest = record_hash(prev, body)
+                db.execute(
+                    "INSERT INTO jit_audit (event_id, at, body, prev_hash, hash) VALUES (%s, %s, %s, %s, %s)",
+                    (event.event_id, _utc(event.at), body, prev, digest),
+                )
+                prev = digest
+                added += 1
+        return added
+
+    def export(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        requester: str | None = None,
+        resource: str | None = None,
+    ) -> Iterator[AuditEvent]:
+        """Events with ``since <= at < until``, by time, then request id, then seq (as the SQLite log).
+
+        A server-side cursor: the caller streams the result whatever the log's
+        size. Request ids sort bytewise (``COLLATE "C"``) and seq as a number,
+        as SQLite's ``json_extract`` does.
+        """
+        clauses: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            clauses.append("at >= %s")
+            params.append(_utc(since))
+        if until is not None:
+            clauses.append("at < %s")
+            params.append(_utc(until))
+        if requester is not None:
+            clauses.append("body::jsonb ->> 'requester' = %s")
+            params.append(requester)
+        if resource is not None:
+            clauses.append("body::jsonb ->> 'resource' = %s")
+            params.append(resource)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = (
+            f"SELECT body FROM jit_audit {where} "  # noqa: S608 - only fixed clauses; values are parameters
+            "ORDER BY at, (body::jsonb ->> 'request_id') COLLATE \"C\", (body::jsonb ->> 'seq')::bigint, n"
+        )
+        with psycopg.connect(self._dsn, connect_timeout=10) as db, db.cursor(name="jit_audit_export") as cur:
+            cur.execute(query, params)
+            for (body,) in cur:
+                yield AuditEvent.model_validate_json(body)
+
+    def events(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[AuditEvent]:
+        """In append order."""
+        with psycopg.connect(self._dsn, connect_timeout=10) as db, db.cursor(name="jit_audit_events") as cur:
+            cur.execute("SELECT body FROM jit_audit ORDER BY n")
+            for (body,) in cur:
+                event = AuditEvent.model_validate_json(body)
+                if (since is None or event.at >= since) and (until is None or event.at < until):
+                    yield event
+
+    def verify(self) -> Broken | None:
+        """Recompute the chain; the first record that does not hold, or None."""
+        return self.check()[1]
+
+    def check(self) -> tuple[int, Broken | None]:
+        """Recompute the chain: (records that hold, the first that does not or None)."""
+        prev = GENESIS
+        checked = 0
+        with psycopg.connect(self._dsn, connect_timeout=10) as db, db.cursor(name="jit_audit_check") as cur:
+            cur.execute("SELECT n, event_id, body, prev_hash, hash FROM jit_audit ORDER BY n")
+            for n, event_id, body, prev_hash, digest in cur:
+                if prev_hash != prev:
+                    return checked, Broken(n, event_id, "does not follow the record before it")
+                if record_hash(prev, body) != digest:
+                    return checked, Broken(n, event_id, "content does not match its hash")
+                try:
+                    json.loads(body)
+                except ValueError:
+                    return checked, Broken(n, event_id, "content is not JSON")
+                prev = digest
+                checked += 1
+        return checked, None
