@@ -105,5 +105,3 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     app.include_router(codec.router)
     app.include_router(audit.router)
     return app
-
-

@@ -124,7 +124,9 @@ _RULES: dict[str, Callable[[dict[str, Any]], str]] = {
     "missing": lambda _: "is required",
     "extra_forbidden": lambda _: "is not a field of this request",
     "string_type": lambda _: "must be a string",
-    "string_too_short": lambda c: "must not be empty" if c.get("min_length") == 1 else f"must be at least {c.get('min_length')} characters",
+    "string_too_short": lambda c: (
+        "must not be empty" if c.get("min_length") == 1 else f"must be at least {c.get('min_length')} characters"
+    ),
     "string_too_long": lambda c: f"must be at most {c.get('max_length')} characters",
     "string_pattern_mismatch": lambda _: "has characters that are not allowed",
     "int_type": lambda _: "must be a whole number",
@@ -168,7 +170,9 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
         # The decoder's reason ("Expecting ',' delimiter") and where, never the body itself.
         reason = str((first.get("ctx") or {}).get("error", "")).split(":")[0][:100]
         where = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
-        return BadRequest(f"request body is not valid JSON: {reason}{where}" if reason else "request body is not valid JSON")
+        return BadRequest(
+            f"request body is not valid JSON: {reason}{where}" if reason else "request body is not valid JSON"
+        )
     if loc == ("body",):
         # The body as a whole is missing or not an object: nothing to name.
         return BadRequest("request body must be a JSON object (Content-Type: application/json)")

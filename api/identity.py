@@ -122,7 +122,9 @@ class IdentityVerifier:
             # Unreachable, or answering with something that is not a JWKS (an HTML page
             # parses as a JSONDecodeError, a ValueError): the provider's fault, not the caller's.
             log.warning("cannot get the identity provider's keys: %s: %s", type(e).__name__, e)
-            raise IdentityProviderUnavailable("the identity provider's keys cannot be fetched; try again shortly") from e
+            raise IdentityProviderUnavailable(
+                "the identity provider's keys cannot be fetched; try again shortly"
+            ) from e
 
     @staticmethod
     def _decode(token: str, key: Any, algorithms: list[str], issuer: str, audience: str | None) -> dict[str, Any]:

@@ -221,7 +221,9 @@ def describe(view: dict[str, Any]) -> None:
         rows.append(("extended", added + _decision(extension)))
     if view.get("pending_extension"):
         pending = view["pending_extension"]
-        rows.append(("extension", f"+{format_duration(pending['duration_s'])} waiting for approval, asked {_decision(pending)}"))
+        rows.append(
+            ("extension", f"+{format_duration(pending['duration_s'])} waiting for approval, asked {_decision(pending)}")
+        )
     if view.get("failure"):
         rows.append(("failure", view["failure"]))
     rows += _policy_rows(view.get("policy_reasons") or [], view.get("policy_version"))

@@ -20,7 +20,9 @@ TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 CLIENT_ID = "jit-access"
 
 
-def mint(keys: KeyRing, grant: GrantRow, *, issuer: str, ttl_s: int, now: datetime | None = None) -> tuple[str, datetime]:
+def mint(
+    keys: KeyRing, grant: GrantRow, *, issuer: str, ttl_s: int, now: datetime | None = None
+) -> tuple[str, datetime]:
     now = now or datetime.now(UTC)
     expires = min(now + timedelta(seconds=ttl_s), grant.expires_at)
     claims = {

@@ -38,8 +38,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 async def spawn_worker(settings: Settings) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "worker.py"), cwd=ROOT, env=worker_env(settings),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        str(ROOT / "worker.py"),
+        cwd=ROOT,
+        env=worker_env(settings),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 

@@ -19,9 +19,7 @@ from workflows.access_request import AccessRequestWorkflow
 
 TWO_STAGES = [
     StageSnapshot(name="owners", groups=["db-owners"], approvals=1),
-    StageSnapshot(
-        name="data", groups=["data-owners"], approvals=1, escalate_after_s=1800, escalate_to=["data-leads"]
-    ),
+    StageSnapshot(name="data", groups=["data-owners"], approvals=1, escalate_after_s=1800, escalate_to=["data-leads"]),
 ]
 
 

@@ -80,7 +80,9 @@ async def test_rejected_updates_leave_no_trace_in_history(dev_env: WorkflowEnvir
     await handle.execute_update(AccessRequestWorkflow.deny, DenyInput(actor=BOB, reason="not needed"))
     await handle.result()
     accepted = [
-        e async for e in handle.fetch_history_events() if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        e
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     ]
     assert len(accepted) == 1  # only the deny
 

@@ -49,7 +49,9 @@ def request_input(
         created_at=now or datetime.now(UTC),
         policy=ResourcePolicy(
             approvals_required=sum(st.approvals for st in stages) if stages else approvals,
-            approver_groups=sorted({g for st in stages for g in st.groups}) if stages else (["db-owners"] if approvals else []),
+            approver_groups=sorted({g for st in stages for g in st.groups})
+            if stages
+            else (["db-owners"] if approvals else []),
             max_duration_s=max_duration_s,
             approval_timeout_s=approval_timeout_s,
             admin_groups=["jit-admins"],

@@ -134,7 +134,9 @@ class AccessRequestWorkflow(ExtensionSteps):
             now = workflow.now()
             if now >= deadline:
                 self._status = Status.TIMED_OUT
-                self._audit.emit(AuditEventType.TIMED_OUT, stage=self._routing.stage.name if self._routing.stage else None)
+                self._audit.emit(
+                    AuditEventType.TIMED_OUT, stage=self._routing.stage.name if self._routing.stage else None
+                )
                 return
             escalate_at = self._routing.escalation_at()
             wait = min(deadline, escalate_at) - now if escalate_at else deadline - now
@@ -364,7 +366,9 @@ class AccessRequestWorkflow(ExtensionSteps):
         if input.actor.sub == self._req.requester.sub:
             raise errors.forbidden("you cannot review your own break-glass access")
         if not input.actor.in_any(self._req.policy.review_groups):
-            raise errors.forbidden(f"only members of {', '.join(self._req.policy.review_groups) or 'nobody'} may review")
+            raise errors.forbidden(
+                f"only members of {', '.join(self._req.policy.review_groups) or 'nobody'} may review"
+            )
         if not self._review_pending:
             raise errors.conflict("no review is pending on this request")
 

@@ -83,7 +83,9 @@ async def get_request(request_id: str, user: CurrentUser, requests: Requests) ->
 
 
 @router.post("/requests/{request_id}/approve")
-async def approve(request_id: str, user: CurrentUser, requests: Requests, body: ApproveBody | None = None) -> AccessRequestView:
+async def approve(
+    request_id: str, user: CurrentUser, requests: Requests, body: ApproveBody | None = None
+) -> AccessRequestView:
     return await requests.approve(user, request_id, body.comment if body else None)
 
 
@@ -93,7 +95,9 @@ async def deny(request_id: str, body: DenyBody, user: CurrentUser, requests: Req
 
 
 @router.post("/requests/{request_id}/cancel")
-async def cancel(request_id: str, user: CurrentUser, requests: Requests, body: CancelBody | None = None) -> AccessRequestView:
+async def cancel(
+    request_id: str, user: CurrentUser, requests: Requests, body: CancelBody | None = None
+) -> AccessRequestView:
     return await requests.cancel(user, request_id, body.reason if body else None)
 
 
