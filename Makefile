@@ -1,6 +1,8 @@
 # make run      the whole stack in the foreground (Temporal dev server + UI, worker, API); Ctrl-C stops it
 # make test     lint, then every test (on 2 cores); the tests start the servers they need
 #               (and Debian's chromium is installed once, for the Temporal UI test)
+# make bench    benchmarks against a fresh Temporal dev server, loopback only (~10 min on 2 cores):
+#               prints the figures and writes docs/benchmarks.md and its plots (not part of make test)
 # make lint     ruff check + ruff format --check
 # make fmt      ruff format + ruff check --fix
 # make clean    remove .venv and caches (never the data)
@@ -15,7 +17,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt clean clean-data chromium
+.PHONY: help run test bench lint fmt clean clean-data chromium
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -39,6 +41,13 @@ test: $(STAMP) chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (apt-get) for the Temporal UI test"; \
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# wrk (Debian's) drives the introspection benchmark; chromium turns the plots into PNGs.
+bench: $(STAMP) chromium
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (apt-get) for the introspection benchmark"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/policy_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
