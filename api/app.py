@@ -31,6 +31,7 @@ from api.page_tokens import PageTokens
 from api.policies import Clock, PolicyRuntime, utc_now
 from api.requests_service import RequestService
 from api.routes import audit, catalog, codec, health, requests, tokens
+from core.access_tokens import VerifiedTokens
 from core.grants import GrantStore
 from core.keys import KeyRing
 from core.logging import setup_logging
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
             if settings.signing_key_pem
             else KeyRing.load_or_create(settings.signing_keys_dir)
         )
+        app.state.verified_tokens = VerifiedTokens(app.state.keys, issuer=settings.token_issuer)
         app.state.requests = RequestService(
             client, settings, policies, PageTokens.from_signing_key(app.state.keys.active)
         )

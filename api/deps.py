@@ -48,7 +48,10 @@ async def current_user(request: Request) -> Actor:
 
 
 def _state(name: str):  # type: ignore[no-untyped-def]
-    def get(request: Request):  # type: ignore[no-untyped-def]
+    # async on purpose: FastAPI runs a plain ``def`` dependency on its thread
+    # pool, a thread hop per dependency per request (measured: most of an
+    # introspection's cost, docs/benchmarks.md).
+    async def get(request: Request):  # type: ignore[no-untyped-def]
         return getattr(request.app.state, name)
 
     return get
@@ -67,5 +70,9 @@ def current_engine(request: Request) -> PolicyEngine:
     return runtime.engine()
 
 
-Engine = Annotated[PolicyEngine, Depends(current_engine)]
+async def _engine(request: Request) -> PolicyEngine:
+    return current_engine(request)  # async: no thread hop (see _state)
+
+
+Engine = Annotated[PolicyEngine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]

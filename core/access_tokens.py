@@ -7,6 +7,8 @@ TTL and never past the grant's expiry, so the token is never stored anywhere.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,3 +64,30 @@ def verify(keys: KeyRing, token: str, *, issuer: str) -> dict[str, Any]:
         )
     except jwt.PyJWTError as e:
         raise InvalidAccessToken(str(e)) from e
+
+
+class VerifiedTokens:
+    """Remembers tokens whose signature checked out, until they expire.
+
+    A signature verdict never changes for the same token string, so resource
+    servers introspecting the same token over and over pay for one EdDSA
+    verify; expiry is re-checked on every call, revocation is the caller's.
+    """
+
+    def __init__(self, keys: KeyRing, *, issuer: str, size: int = 10_000):
+        self._keys = keys
+        self._issuer = issuer
+        self._size = size
+        self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def verify(self, token: str) -> dict[str, Any]:
+        claims = self._claims.get(token)
+        if claims is None:
+            claims = verify(self._keys, token, issuer=self._issuer)
+            self._claims[token] = claims
+            if len(self._claims) > self._size:
+                self._claims.popitem(last=False)
+        if claims["exp"] <= time.time():
+            self._claims.pop(token, None)
+            raise InvalidAccessToken("token has expired")
+        return claims

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api import errors
-from api.deps import CurrentUser, Engine, Grants, Keys, SettingsDep
+from api.deps import CurrentUser, Engine, Grants, Keys
 from core import access_tokens
 
 router = APIRouter(tags=["tokens"])
@@ -27,7 +27,7 @@ async def jwks(keys: Keys) -> JSONResponse:
 
 @router.post("/v1/introspect")
 async def introspect(
-    request: Request, user: CurrentUser, grants: Grants, keys: Keys, settings: SettingsDep, engine: Engine
+    request: Request, user: CurrentUser, grants: Grants, engine: Engine
 ) -> JSONResponse:
     """``token=<jwt>`` as a form: ``active`` only while the grant is live.
 
@@ -43,12 +43,13 @@ async def introspect(
     tokens = form.get("token", [])
     if len(tokens) != 1 or not tokens[0]:
         raise errors.BadRequest("token is required, once", field="token")
-    return JSONResponse(_introspect(tokens[0], grants, keys, settings.token_issuer), headers=_NO_STORE)
+    verified: access_tokens.VerifiedTokens = request.app.state.verified_tokens
+    return JSONResponse(_introspect(tokens[0], grants, verified), headers=_NO_STORE)
 
 
-def _introspect(token: str, grants: Any, keys: Any, issuer: str) -> dict[str, Any]:
+def _introspect(token: str, grants: Any, verified: access_tokens.VerifiedTokens) -> dict[str, Any]:
     try:
-        claims = access_tokens.verify(keys, token, issuer=issuer)
+        claims = verified.verify(token)
     except access_tokens.InvalidAccessToken:
         return _INACTIVE
     grant = grants.lookup(claims["jti"])
