@@ -1,7 +1,8 @@
 # make run      the whole stack in the foreground (Temporal dev server + UI, worker, API); Ctrl-C stops it
 # make test     lint, then every test (on 2 cores); the tests start the servers they need
 #               (and Debian's chromium is installed once, for the Temporal UI test)
-# make bench    benchmarks against a fresh Temporal dev server, loopback only (~10 min on 2 cores):
+# make bench    benchmarks against a fresh Temporal dev server, loopback only (~55 min on 2 cores:
+#               revocation at the issue's scale, 1,000 and 5,000 grants over 10 minutes):
 #               prints the figures and writes docs/benchmarks.md and its plots (not part of make test)
 # make lint     ruff check + ruff format --check
 # make fmt      ruff format + ruff check --fix
@@ -46,6 +47,7 @@ chromium:
 bench: $(STAMP) chromium
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (apt-get) for the introspection benchmark"; \
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/revocation.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/policy_bench.py
 

@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     errors.install(app)
     app.state.http_metrics = HttpMetrics()
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.http_metrics)
+    tokens.install(app)  # first: the busiest route is matched first
     app.include_router(metrics_router)
     app.include_router(requests.router)
     app.include_router(catalog.router)

@@ -17,34 +17,46 @@ from core.models import Actor
 from core.settings import Settings
 from policy import PolicyEngine
 
+_MISSING = "missing identity: send Authorization: Bearer <token>"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
-async def current_user(request: Request) -> Actor:
-    header = request.headers.get("authorization")
+
+def bearer_token(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or Unauthorized (401) saying why."""
     if header is None or not header.strip():
-        raise Unauthorized(
-            "missing identity: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise Unauthorized(_MISSING, headers=_CHALLENGE)
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         # Name the scheme only if it is a plain word: never echo what might be a credential.
         shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""
         raise Unauthorized(
-            f"unsupported Authorization scheme{shown}: send Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": "Bearer"},
+            f"unsupported Authorization scheme{shown}: send Authorization: Bearer <token>", headers=_CHALLENGE
         )
     if not token.strip():
-        raise Unauthorized(
-            "missing identity: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
-        )
-    verifier: IdentityVerifier = request.app.state.identity
+        raise Unauthorized(_MISSING, headers=_CHALLENGE)
+    return token.strip()
+
+
+async def authenticate(verifier: IdentityVerifier, header: str | None) -> Actor:
+    """The caller of a request with this ``Authorization`` header: 401 if unknown, 503 if the IdP is down.
+
+    Binds ``actor`` in the log context, for the access log. Routes take it as
+    the ``CurrentUser`` dependency; introspection, served below FastAPI's
+    dependency layer (api/routes/tokens.py), calls it directly.
+    """
+    token = bearer_token(header)
     try:
-        actor = await verifier.authenticate(token.strip())
-        bind_log_context(actor=actor.sub)  # the access log's "actor"
-        return actor
+        actor = await verifier.authenticate(token)
     except Unauthenticated as e:
         raise Unauthorized(str(e), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from e
     except IdentityProviderUnavailable as e:
         raise Unavailable(str(e), headers={"Retry-After": "5"}) from e
+    bind_log_context(actor=actor.sub)  # the access log's "actor"
+    return actor
+
+
+async def current_user(request: Request) -> Actor:
+    return await authenticate(request.app.state.identity, request.headers.get("authorization"))
 
 
 def _state(name: str):  # type: ignore[no-untyped-def]

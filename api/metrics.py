@@ -8,9 +8,16 @@ One small ASGI middleware times every HTTP request and, once it is answered:
   series stays bounded; a path no route matches is ``<unmatched>``;
 - logs one access line (logger ``jit.api.access``) with method, route, path,
   status, duration_ms and, where known, the caller's ``actor`` (its ``sub``,
-  bound by the authentication dependency) and the ``request_id`` from the path.
+  bound by api.deps.authenticate) and the ``request_id`` from the path.
   Never a header, a query string or a body: no token reaches the log.
-  ``/healthz``, ``/readyz`` and ``/metrics`` answered fine are logged at DEBUG.
+
+Machine traffic answered fine is logged at DEBUG, everything else at INFO (5xx
+at WARNING): ``/healthz``, ``/readyz`` and ``/metrics`` (load balancers' probes,
+Prometheus' scrapes) and ``POST /v1/introspect``, which resource servers call on
+every request they serve, so one INFO line each would make the access log
+mostly introspections, and writing them was a third of an introspection's cost.
+They are counted in the metrics all the same; a refused or failed one (4xx, 5xx)
+is still logged at INFO or WARNING, with its ``actor`` where known.
 
 The registry is the app's own (``app.state.http_metrics``): one per process;
 with several uvicorn worker processes, scrape each (or run one per container).
@@ -31,8 +38,9 @@ from core.logging import log_context
 access_log = logging.getLogger("jit.api.access")
 
 UNMATCHED = "<unmatched>"
-# Load balancers' probes and Prometheus' scrapes: logged at DEBUG unless they fail.
-_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# Machine traffic, logged at DEBUG unless it fails: load balancers' probes, Prometheus'
+# scrapes, and introspection (a resource server asks on every request it serves).
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/introspect"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Most calls are a grant-store read or one Temporal round trip; approve and
 # revoke wait for the workflow, create may wait for provisioning (settle_wait_s).
@@ -55,6 +63,17 @@ class HttpMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        # The labelled children, looked up once per (method, route, status): .labels()
+        # validates and locks on every call. Bounded like the series themselves.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self.requests.labels(method, route, str(status)), self.duration.labels(method, route)
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
 
 def route_template(scope: Scope) -> str:
@@ -94,17 +113,18 @@ class ObservabilityMiddleware:
         method = scope.get("method", "GET")
         method = method if method in _METHODS else "OTHER"
         route = route_template(scope)
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.duration.labels(method, route).observe(elapsed)
-        request_id = (scope.get("path_params") or {}).get("request_id")
-        if isinstance(request_id, str) and request_id:
-            context.setdefault("request_id", request_id)
+        self.metrics.observe(method, route, status, elapsed)
         if status >= 500:
             level = logging.WARNING
         elif route in _QUIET_ROUTES and status < 400:
             level = logging.DEBUG
         else:
             level = logging.INFO
+        if not access_log.isEnabledFor(level):
+            return  # most introspections: no record built at all
+        request_id = (scope.get("path_params") or {}).get("request_id")
+        if isinstance(request_id, str) and request_id:
+            context.setdefault("request_id", request_id)
         access_log.log(
             level,
             "%s %s %d %.1fms",

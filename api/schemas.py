@@ -144,3 +144,32 @@ class Credentials(BaseModel):
     action: str
     # For resources provisioned in PostgreSQL: a login valid until the grant ends.
     database: DatabaseCredentials | None = None
+
+
+class Introspection(BaseModel):
+    """RFC 7662's answer: ``{"active": false}`` alone, or true with the token's claims (RFC 9068)."""
+
+    active: bool
+    token_type: str | None = Field(None, examples=["Bearer"])
+    iss: str | None = None
+    sub: str | None = Field(None, description="the requester")
+    aud: str | None = Field(None, description="the resource")
+    scope: str | None = Field(None, description="the action granted")
+    action: str | None = None
+    client_id: str | None = None
+    jti: str | None = Field(None, description="the request id")
+    iat: int | None = None
+    nbf: int | None = None
+    exp: int | None = Field(None, description="never past the grant's expiry")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["bad_request"])
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers (api/errors.py)."""
+
+    error: ErrorDetail

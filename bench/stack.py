@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -173,29 +174,58 @@ class App:
     worker: subprocess.Popen[bytes]
     api: subprocess.Popen[bytes]
     url: str
+    workdir: Path
+    env: dict[str, str]  # on top of app_env: the worker settings under test
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker: no graceful shutdown, its sticky queue left behind, as in a crash."""
+        self.worker.kill()
+        self.worker.wait()
+
+    def start_worker(self) -> None:
+        self.worker = _spawn_worker(self.settings, self.workdir, self.env)
+
+
+def _spawn_worker(settings: Settings, workdir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return spawn([sys.executable, str(ROOT / "worker.py")], workdir / "worker.log", {**app_env(settings), **env})
 
 
 @contextmanager
-def project_app(server: DevServer, workdir: Path, name: str) -> Iterator[App]:
-    """``worker.py`` and the API (``uvicorn --factory api.app:create_app``, one process), as ``make run`` starts them."""
+def project_app(server: DevServer, workdir: Path, name: str, env: dict[str, str] | None = None) -> Iterator[App]:
+    """``worker.py`` and the API (``uvicorn --factory api.app:create_app``, one process), as ``make run`` starts them.
+
+    ``env``: extra environment for the worker (``JIT_WORKER_*`` settings)."""
     workdir.mkdir(parents=True, exist_ok=True)
     settings = settings_for(server, workdir / "data", f"bench-{name}")
-    env = app_env(settings)
     port = free_port()
-    worker = api = None
+    url = f"http://{HOST}:{port}"
+    api = spawn(
+        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", HOST, "--port", str(port)],
+        workdir / "api.log",
+        app_env(settings),
+    )
+    app = App(settings, _spawn_worker(settings, workdir, env or {}), api, url, workdir, env or {})
     try:
-        worker = spawn([sys.executable, str(ROOT / "worker.py")], workdir / "worker.log", env)
-        api = spawn(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", HOST, "--port", str(port)],
-            workdir / "api.log",
-            env,
-        )
-        url = f"http://{HOST}:{port}"
-        wait_http(f"{url}/readyz", api)
-        yield App(settings, worker, api, url)
+        wait_http(f"{url}/readyz", api)  # ready means a worker polls the task queue too
+        yield app
     finally:
-        stop(api)
-        stop(worker)
+        stop(app.api)
+        stop(app.worker)
+
+
+@contextmanager
+def baseline_worker(server: DevServer, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """bench/baseline.py polling a task queue of its own: (task queue, process)."""
+    tq = f"baseline-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = spawn(
+        [sys.executable, str(ROOT / "bench/baseline.py"), "--address", server.address, "--task-queue", tq],
+        workdir / "baseline-worker.log",
+    )
+    try:
+        yield tq, proc
+    finally:
+        stop(proc)
 
 
 @contextmanager
@@ -203,8 +233,9 @@ def hello_app(workdir: Path) -> Iterator[tuple[str, int]]:
     """bench/hello_app.py on the same uvicorn command line as the API, one process."""
     port = free_port()
     proc = spawn(
+        # No access log: the API writes none from uvicorn either (its own is api/metrics.py's).
         [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "hello_app:app", "--host", HOST,
-         "--port", str(port)],
+         "--port", str(port), "--no-access-log"],
         workdir / "hello.log",
     )  # fmt: skip
     try:
@@ -213,3 +244,11 @@ def hello_app(workdir: Path) -> Iterator[tuple[str, int]]:
         yield url, proc.pid
     finally:
         stop(proc)
+
+
+def print_log_tails(workdir: Path) -> None:
+    """After a failed run: the end of every process log under ``workdir``, to stderr."""
+    for f in sorted(workdir.rglob("*.log")):
+        tail = f.read_text(errors="replace")[-1500:]
+        if tail.strip():
+            print(f"--- {f.relative_to(workdir)} (tail)\n{tail}", file=sys.stderr)

@@ -22,6 +22,11 @@ from pathlib import Path
 from core.audit import AuditEvent
 
 GENESIS = "0" * 64
+# An append runs as a local activity, inside the workflow task: a query of that
+# request waits behind it (the API's gives up after 5 s). Concurrent appends
+# hold the lock for milliseconds; a lock held longer fails the attempt, and the
+# workflow raises its alert and retries.
+APPEND_WAIT_S = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     n         INTEGER PRIMARY KEY,
@@ -57,8 +62,8 @@ class AuditLog:
             db.execute(_SCHEMA)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+    def _connect(self, wait_s: float = 10) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None)
         try:
             yield db
         finally:
@@ -67,7 +72,7 @@ class AuditLog:
     def append(self, events: list[AuditEvent]) -> int:
         """Append in order, skipping events already present; returns how many were new."""
         added = 0
-        with self._connect() as db:
+        with self._connect(APPEND_WAIT_S) as db:
             db.execute("BEGIN IMMEDIATE")  # one writer at a time keeps the chain linear
             try:
                 last = db.execute("SELECT hash FROM audit ORDER BY n DESC LIMIT 1").fetchone()

@@ -38,6 +38,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+# An append runs as a local activity, inside the workflow task: a query of that
+# request waits behind it (the API's gives up after 5 s). A store that is down
+# fails the attempt quickly instead; the workflow raises its alert and retries.
+APPEND_WAIT_S = 3
+
+
 class PostgresAuditLog:
     def __init__(self, dsn: str, *, create: bool = True):
         """``create=False`` to read an existing log (export, verify) without writing to it."""
@@ -51,13 +57,14 @@ class PostgresAuditLog:
     def __repr__(self) -> str:
         return "PostgresAuditLog(<dsn hidden>)"
 
-    def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+    def _connect(self, wait_s: int = 10) -> psycopg.Connection:
+        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=wait_s)
 
     def append(self, events: list[AuditEvent]) -> int:
         """Append in order, skipping events already present; returns how many were new."""
         added = 0
-        with self._connect() as db, db.transaction():
+        with self._connect(APPEND_WAIT_S) as db, db.transaction():
+            db.execute(f"SET LOCAL lock_timeout = '{APPEND_WAIT_S}s'")
             db.execute("LOCK TABLE jit_audit IN EXCLUSIVE MODE")  # one writer at a time keeps the chain linear
             last = db.execute("SELECT hash FROM jit_audit ORDER BY n DESC LIMIT 1").fetchone()
             prev = last[0] if last else GENESIS

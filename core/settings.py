@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - a scrape target, as exporters are
     worker_metrics_port: int = Field(default=9464, ge=0, lt=65536)
+    # Worker tuning: docs/benchmarks.md ("Worker settings") has the figures behind
+    # each default. Requests kept in the worker's memory; past this many, an idle
+    # one is evicted and replayed from its history when its next event comes.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # Import the workflow's modules once, not once per request (see worker.py).
+    worker_sandbox_passthrough: bool = True
+    # How long a task waits for the worker that ran the request last before any
+    # worker may take it: after a crash, the wait every running request pays.
+    worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
 
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from policy.evaluator import Evaluator, asks, req
 from policy.listing import catalog_views
 from policy.source import SCHEMA_FILE, PolicyError, PolicySource, load_source
 
+_DECISIONS = 4096  # distinct (sub, groups) remembered per engine: far more resource servers than expected
+
 
 class PolicyEngine:
     def __init__(self, source: PolicySource, catalog: Catalog):
@@ -54,6 +57,11 @@ class PolicyEngine:
         }
         everything = [resource_entity(e) for e in catalog.entries()] + [service]
         self._everything = _entities(everything, schema, str(catalog.path or "catalog"))
+        # may_introspect's answers: asked on every request a resource server serves.
+        # Per engine, so a reload (a new engine) starts afresh and no answer
+        # outlives the rules that gave it.
+        self._introspectors: dict[tuple[str, tuple[str, ...]], Decision] = {}
+        self._introspectors_lock = threading.Lock()
 
     @classmethod
     def from_dir(cls, policies_dir: Path, catalog: Catalog) -> PolicyEngine:
@@ -201,7 +209,18 @@ class PolicyEngine:
         return self._single(actor, "audit", None, {})
 
     def may_introspect(self, actor: Actor) -> Decision:
-        return self._single(actor, "introspect", None, {})
+        """Remembered per (sub, groups): the question has no context, no time and no
+        resource, so the answer can only change with the rules, i.e. with the engine.
+        The Decision is shared between callers: read it, never change it."""
+        key = (actor.sub, tuple(actor.groups))
+        decision = self._introspectors.get(key)
+        if decision is None:
+            decision = self._single(actor, "introspect", None, {})
+            with self._introspectors_lock:
+                if len(self._introspectors) >= _DECISIONS:
+                    self._introspectors.clear()  # bounded; refilled at a Cedar call per caller
+                self._introspectors[key] = decision
+        return decision
 
     # -- the catalog as one caller sees it ---------------------------------------------
 

@@ -1,8 +1,10 @@
 """Scripted lifecycles whose histories the replay test checks.
 
-``python -m tests.scenarios OUT_DIR`` records them as JSON (against a dev
+``python -m tests.scenarios OUT_DIR [SUFFIX]`` records them as JSON (against a dev
 server it starts; existing files are kept) so that histories of today's code are committed and every
-later change to the workflow must still replay them.
+later change to the workflow must still replay them. After a change made safe by ``workflow.patched``,
+record the new code's histories beside the old ones with a SUFFIX naming the patch
+(``tests/histories/<scenario>.<SUFFIX>.json``).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ async def run_scenarios(client: Client, data_dir: Path) -> dict[str, WorkflowHan
     return handles
 
 
-async def _record(out: Path) -> None:
+async def _record(out: Path, suffix: str = "") -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
@@ -87,7 +89,7 @@ async def _record(out: Path) -> None:
             out.mkdir(parents=True, exist_ok=True)
             for name, handle in handles.items():
                 # Histories of older code stay as they were: they are the point.
-                path = out / f"{name}.json"
+                path = out / (f"{name}.{suffix}.json" if suffix else f"{name}.json")
                 if not path.exists():
                     path.write_text((await handle.fetch_history()).to_json())
     finally:
@@ -95,4 +97,4 @@ async def _record(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_record(Path(sys.argv[1])))
+    asyncio.run(_record(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else ""))

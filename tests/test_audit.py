@@ -23,7 +23,7 @@ from core.audit_log import AuditLog
 from core.durations import parse_duration
 from core.grants import GrantStore
 from core.models import AccessRequestView
-from core.temporal import WORKFLOW_ID_PREFIX, workflow_id
+from core.temporal import SA_ALERT, WORKFLOW_ID_PREFIX, workflow_id
 from tests.conftest import Stack
 from tests.e2e_support import wait_until
 from workflows.access_request import AccessRequestWorkflow
@@ -335,10 +335,13 @@ async def test_a_grant_is_not_active_until_its_audit_record_is_written(stack: St
     handle = stack.client.get_workflow_handle(workflow_id(rid))
 
     async def audit_write_failed() -> bool:
-        description = await handle.describe()
-        return any(
-            a.activity_type.name == "append_audit" and "locked" in a.last_failure.message
-            for a in description.raw_description.pending_activities
+        # What an operator sees: the request's alert, and JitAlert in Temporal UI.
+        view = (await stack.http.get(f"/v1/requests/{rid}", headers=p.auth(p.alice))).json()
+        described = await handle.describe()
+        return (
+            "audit log write failing" in (view["alert"] or "")
+            and "locked" in view["alert"]
+            and described.typed_search_attributes.get(SA_ALERT) == "audit_failing"
         )
 
     async def status() -> str:
@@ -381,6 +384,9 @@ async def test_a_grant_is_not_active_until_its_audit_record_is_written(stack: St
     creds = await stack.http.get(f"/v1/requests/{rid}/credentials", headers=p.auth(p.alice))
     assert creds.status_code == 200, creds.text
     assert await logged() == ["requested", "approved", "provisioned"]
+    # The alert is down once the write landed.
+    assert (await stack.http.get(f"/v1/requests/{rid}", headers=p.auth(p.alice))).json()["alert"] is None
+    assert (await handle.describe()).typed_search_attributes.get(SA_ALERT) is None
 
 
 async def test_devstack_sets_the_namespace_retention(tmp_path: Path) -> None:

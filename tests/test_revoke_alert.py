@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.audit import AuditActivities
+from activities.clock import read_clock
 from activities.grants import GrantActivities
 from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
 from activities.provisioning import DeprovisionInput
@@ -52,7 +53,14 @@ async def test_failing_revocation_raises_an_alert_and_keeps_retrying(
             ts_env.client,
             task_queue=settings.task_queue,
             workflows=[AccessRequestWorkflow],
-            activities=[grants.issue_grant, grants.revoke_grant, audit.append_audit, provision, deprovision],
+            activities=[
+                grants.issue_grant,
+                grants.revoke_grant,
+                audit.append_audit,
+                provision,
+                deprovision,
+                read_clock,
+            ],
             activity_executor=executor,
         ):
             handle = await start(ts_env.client, settings, req)

@@ -74,6 +74,17 @@ def payloads_in(value: object) -> list[Payload]:
     return found
 
 
+def core_marker_details(marker: object) -> list[Payload]:
+    """The plain payloads the SDK core writes on its own markers."""
+    name = getattr(marker, "marker_name", "")
+    details = getattr(marker, "details", {})
+    if name == "core_patch":
+        return [p for v in details.values() for p in v.payloads]
+    if name == "core_local_activity" and "data" in details:
+        return list(details["data"].payloads)
+    return []
+
+
 def stored_values(db_file: Path, into: Path) -> bytes:
     """Every text and blob value of every table, each whole (a raw file may split a long value
     over overflow pages). Read from a copy, so the WAL is folded in and the original untouched."""
@@ -234,14 +245,14 @@ async def test_no_secret_in_history_or_logs(
     history = await env.client.get_workflow_handle(workflow_id(request_id)).fetch_history()
     encrypted = [p for event in history.events for p in payloads_in(event) if p.metadata.get("encoding") == ENCODING]
     assert len(encrypted) >= 10  # input, update arguments and results, activity inputs and results
-    # Every payload is encrypted, but the SDK core's own patch markers (a patch id, written past the codec).
-    stored_plain = [
-        p
-        for event in history.events
-        if event.marker_recorded_event_attributes.marker_name != "core_patch"
-        for p in payloads_in(event)
-        if p.metadata.get("encoding") != ENCODING
+    # Every payload is encrypted, but what the SDK core writes past the codec: its patch
+    # markers (a patch id) and, on a local activity's marker, the bookkeeping beside the
+    # result (activity type, attempt, times); the result itself is encrypted.
+    stored_plain = [p for event in history.events for p in payloads_in(event) if p.metadata.get("encoding") != ENCODING]
+    core_bookkeeping = [
+        p for event in history.events for p in core_marker_details(event.marker_recorded_event_attributes)
     ]
+    stored_plain = [p for p in stored_plain if p not in core_bookkeeping]
     assert stored_plain == [], "a payload in history is not encrypted"
     decoded = await EncryptionCodec(parse_codec_keys(codec_keys)).decode(encrypted)
     decoded_text = b"\n".join(p.data for p in decoded)

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.audit import AuditActivities
+from activities.clock import read_clock
 from activities.grants import GrantActivities, IssueGrantInput
 from core.audit_log import AuditLog
 from core.grants import GrantStore
@@ -165,7 +166,7 @@ async def test_failed_provisioning_rolls_back_and_fails(dev_env: WorkflowEnviron
             dev_env.client,
             task_queue=settings.task_queue,
             workflows=[AccessRequestWorkflow],
-            activities=[broken_issue_grant, real.extend_grant, real.revoke_grant, audit.append_audit],
+            activities=[broken_issue_grant, real.extend_grant, real.revoke_grant, audit.append_audit, read_clock],
             activity_executor=executor,
         ):
             req = request_input(approvals=0)

@@ -33,7 +33,6 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 from workflows import steps
 from workflows.approvals import ApprovalRouting
@@ -68,7 +67,8 @@ class AccessRequestWorkflow(ExtensionSteps):
         self._req = req
         self._status = Status.PENDING if req.policy.effective_stages() else self._approved_status()
         self._routing = ApprovalRouting(req, workflow.now())
-        self._audit = AuditTrail(req)
+        self._local_store = workflow.patched(steps.GRANT_STORE_PATCH)
+        self._audit = AuditTrail(req, self._set_audit_alert, local=self._local_store)
         self._approved_at: datetime | None = None
         self._activated_at: datetime | None = None
         self._expires_at: datetime | None = None
@@ -83,6 +83,7 @@ class AccessRequestWorkflow(ExtensionSteps):
         self._principal: str | None = None
         self._alert: str | None = None
         self._alert_published = False
+        self._alert_kind = "revoke_failing"
         self._revocation_verified_at: datetime | None = None
         self._review: Decision | None = None
         self._pending_extension: Decision | None = None
@@ -176,10 +177,11 @@ class AccessRequestWorkflow(ExtensionSteps):
         try:
             outcome = await steps.issue(
                 self._spec,
+                local=self._local_store,
                 requested_at=req.created_at,
                 approved_at=self._approved_at if self._routing.stages else None,
             )
-        except ActivityError as e:
+        except steps.StepFailed as e:
             self._failure = f"provisioning failed: {e.cause or e}"
             await self._revoke("rollback of failed provisioning")
             self._status = Status.FAILED
@@ -205,7 +207,7 @@ class AccessRequestWorkflow(ExtensionSteps):
         while self._revocation is None:
             assert self._expires_at is not None
             expires_at = self._expires_at
-            left = expires_at - workflow.now()
+            left = await steps.time_left(expires_at, self._local_store)
             if left <= timedelta(0):
                 return
             try:
@@ -218,14 +220,19 @@ class AccessRequestWorkflow(ExtensionSteps):
                 pass
 
     async def _revoke(self, reason: str) -> None:
-        outcome = await steps.revoke(self._req.id, self._spec, reason, self._set_alert)
+        outcome = await steps.revoke(self._req.id, self._spec, reason, self._set_alert, local=self._local_store)
         if outcome is not None:
             self._revocation_verified_at = workflow.now()
 
-    def _set_alert(self, alert: str | None) -> None:
+    def _set_alert(self, alert: str | None, kind: str = "revoke_failing") -> None:
+        """The request's alert (one at a time): ``kind`` is what ``JitAlert`` shows while it is up."""
         if alert != self._alert:
             self._alert = alert
+            self._alert_kind = kind
             self._publish()
+
+    def _set_audit_alert(self, alert: str | None) -> None:
+        self._set_alert(alert, "audit_failing")
 
     async def _finish(self) -> AccessRequestView:
         self._ended_at = workflow.now()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 from workflows import steps
 from workflows.state import RequestState
@@ -48,8 +47,8 @@ class ExtensionSteps(RequestState):
             assert self._expires_at is not None and self._spec is not None
             new_expiry = self._expires_at + timedelta(seconds=duration_s)
             try:
-                await steps.extend(self._spec, new_expiry, duration_s)
-            except ActivityError as e:
+                await steps.extend(self._spec, new_expiry, duration_s, local=self._local_store)
+            except steps.StepFailed as e:
                 raise errors.conflict("the grant is no longer active") from e
             if self._status is Status.ACTIVE and self._revocation is None:
                 self._expires_at = new_expiry

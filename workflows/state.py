@@ -51,10 +51,12 @@ class RequestState:
     _principal: str | None
     _alert: str | None
     _alert_published: bool
+    _alert_kind: str  # JitAlert while _alert is set: revoke_failing or audit_failing
     _revocation_verified_at: datetime | None
     _review: Decision | None
     _pending_extension: Decision | None
     _extension_approvers: list[str]
+    _local_store: bool  # grant-store writes as local activities (steps.GRANT_STORE_PATCH)
 
     @property
     def _review_pending(self) -> bool:
@@ -73,7 +75,7 @@ class RequestState:
         if self._expires_at is not None:
             updates.append(SA_EXPIRES_AT.value_set(self._expires_at))
         if self._alert is not None:
-            updates.append(SA_ALERT.value_set("revoke_failing"))
+            updates.append(SA_ALERT.value_set(self._alert_kind))
         elif self._alert_published:
             updates.append(SA_ALERT.value_unset())
         self._alert_published = self._alert is not None

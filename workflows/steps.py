@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.clock import read_clock
     from activities.grants import ExtendGrantInput, GrantActivities, IssueGrantInput, RevokeGrantInput
     from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
     from activities.provisioning import DeprovisionInput, ExtendProvisionInput, ProvisioningActivities
@@ -35,6 +37,40 @@ ROUND_PAUSE = timedelta(seconds=30)
 DEPROVISION_ROUND = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
 )
+# Grant-store writes (record, extend, tombstone) are local activities: the store
+# is a SQLite file beside the worker, a write takes a millisecond, and a round
+# trip through the server for each roughly doubled the work at every expiry
+# (docs/benchmarks.md, "Burst"). Histories from before replay as they were:
+# the workflow asks once, at its start (``workflow.patched`` is memoized per run).
+GRANT_STORE_PATCH = "grant-store-local-v1"
+# How a step's failure reaches the workflow: a regular activity's wrapped in
+# ActivityError, a local activity's as the activity's own ApplicationError.
+StepFailed = (ActivityError, ApplicationError)
+
+
+async def _grant_store(local: bool, method: Callable[..., Any], arg: Any, summary: str, **options: Any) -> Any:
+    """One grant-store activity: local when ``local``, else a regular one (older histories)."""
+    run = workflow.execute_local_activity_method if local else workflow.execute_activity_method
+    return await run(method, arg, start_to_close_timeout=STEP_TIMEOUT, summary=summary, **options)
+
+
+async def time_left(until: datetime, local: bool) -> timedelta:
+    """How long a timer must run to end at ``until``: workflow time, shortened by the wall clock.
+
+    ``workflow.now()`` is when this workflow task began; local activities that
+    ran in it since took real time it does not include, and a timer computed
+    from it alone would fire that much late (activities/clock.py). The wall
+    clock may only shorten the wait: a time-skipping test server runs ahead of
+    it, and a worker whose clock runs ahead only makes the timer end early, so
+    the caller's loop waits the rest on workflow time.
+    """
+    left = until - workflow.now()
+    if left <= timedelta(0) or not local:  # older histories read no clock
+        return left
+    wall: datetime = await workflow.execute_local_activity(
+        read_clock, start_to_close_timeout=STEP_TIMEOUT, summary="clock"
+    )
+    return until - wall if timedelta(0) < until - wall < left else left
 
 
 def grant_spec(req: AccessRequestInput, activated_at: datetime, expires_at: datetime) -> GrantSpec:
@@ -50,13 +86,14 @@ def grant_spec(req: AccessRequestInput, activated_at: datetime, expires_at: date
 
 
 async def issue(
-    spec: GrantSpec, *, requested_at: datetime | None = None, approved_at: datetime | None = None
+    spec: GrantSpec, *, local: bool, requested_at: datetime | None = None, approved_at: datetime | None = None
 ) -> GrantOutcome | None:
     """Record the grant, then make it real in the target system (if the catalog names one).
 
     ``requested_at``/``approved_at`` only feed the time-to-approve metric.
     """
-    await workflow.execute_activity_method(
+    await _grant_store(
+        local,
         GrantActivities.issue_grant,
         IssueGrantInput(
             request_id=spec.request_id,
@@ -68,9 +105,8 @@ async def issue(
             requested_at=requested_at,
             approved_at=approved_at,
         ),
-        start_to_close_timeout=STEP_TIMEOUT,
+        f"record {spec.action} on {spec.resource}",
         schedule_to_close_timeout=ISSUE_TIMEOUT,
-        summary=f"record {spec.action} on {spec.resource}",
     )
     if spec.provisioner == "none":
         return None
@@ -84,7 +120,7 @@ async def issue(
     )
 
 
-async def extend(spec: GrantSpec, expires_at: datetime, added_s: int) -> None:
+async def extend(spec: GrantSpec, expires_at: datetime, added_s: int, *, local: bool) -> None:
     """Target first, then the store: the store never promises more than the target has."""
     if spec.provisioner != "none":
         await workflow.execute_activity_method(
@@ -95,29 +131,29 @@ async def extend(spec: GrantSpec, expires_at: datetime, added_s: int) -> None:
             schedule_to_close_timeout=ISSUE_TIMEOUT,
             summary=f"extend {spec.provisioner} by {format_duration(added_s)}",
         )
-    await workflow.execute_activity_method(
+    await _grant_store(
+        local,
         GrantActivities.extend_grant,
         ExtendGrantInput(request_id=spec.request_id, expires_at=expires_at),
-        start_to_close_timeout=STEP_TIMEOUT,
+        f"extend by {format_duration(added_s)}",
         schedule_to_close_timeout=ISSUE_TIMEOUT,
-        summary=f"extend by {format_duration(added_s)}",
     )
 
 
 async def revoke(
-    request_id: str, spec: GrantSpec | None, reason: str, on_alert: Callable[[str | None], None]
+    request_id: str, spec: GrantSpec | None, reason: str, on_alert: Callable[[str | None], None], *, local: bool
 ) -> RevokeOutcome | None:
     """Tombstone the grant (tokens die at once), then take the access back and verify.
 
     Never gives up. Each failed round of deprovisioning raises the alert that
     the request shows until a round succeeds.
     """
-    await workflow.execute_activity_method(
+    await _grant_store(
+        local,
         GrantActivities.revoke_grant,
         RevokeGrantInput(request_id=request_id, reason=reason),
-        start_to_close_timeout=STEP_TIMEOUT,
+        f"revoke: {reason}"[:100],
         retry_policy=REVOKE_RETRY,
-        summary=f"revoke: {reason}"[:100],
     )
     if spec is None or spec.provisioner == "none":
         return None
