@@ -86,6 +86,10 @@ def create_p50_near(r: dict[str, Any], active: int, width: int = 100) -> float:
     return pct([ms for a, ms in r["create_ms"] if active - width <= a < active + width], 0.5)
 
 
+def span(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
 def verdict(ok: bool, miss: str) -> str:
     return "met" if ok else f"missed: {miss}"
 
@@ -131,7 +135,7 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
     L = [SECTION, ""]
     L += [
         f"Written by `make bench` (`.venv/bin/python bench/revocation.py`) on {res['started']}, in "
-        f"{res['elapsed_s'] / 60:.1f} min, on one fresh dev server (as in the section above). Grants are "
+        f"{res['elapsed_s'] / 60:.1f} min, on one fresh dev server (as for the service benchmarks). Grants are "
         f"auto-approved requests (`{'k8s:prod/logs'}`) created through the REST API, {32} at a time, "
         "with durations chosen so that their expiries fall where the run wants them once all are created. "
         "Lag = the grant store's `revoked_at` − `expires_at` (core/grants.py; from then on introspection "
@@ -145,7 +149,7 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
     for r in project:
         s = lag_stats(r)
         L.append(
-            f"- revocation lag p99 with {r['n']:,} grants, expiries over {r['spread_s'] / 60:.0f} min "
+            f"- revocation lag p99 with {r['n']:,} grants, expiries over {span(r['spread_s'])} "
             f"≤ {P99_TARGET_S:.0f} s: {s['p99']:.2f} s ({verdict(s['p99'] <= P99_TARGET_S, 'over the target')})"
         )
     over = c["max"] - CRASH_TARGET_S
@@ -163,7 +167,7 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
         f"({verdict(big['rss_peak_mib'] <= RSS_TARGET_MIB, 'over the target')})"
     )
     L += ["", "Machine:", ""] + [f"- {k}: {v}" for k, v in res["facts"].items()]
-    L += ["", f"### N grants active, expiries spread over {cfg['spread'] / 60:.0f} minutes", ""]
+    L += ["", f"### N grants active, expiries spread over {span(cfg['spread'])}", ""]
     L += _runs_table(res)
     L += [""]
     if plots_ok.get("histogram"):
@@ -219,6 +223,7 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
         s = lag_stats(r)
         L.append(f"| {r['run']} | {r['n']} | {drain_s(r):.2f} | {s['p50']:.2f} | {s['p99']:.2f} |")
     L += ["", f"Ratio: **{ratio:.2f}×** the baseline's drain time (target ≤ {BURST_TARGET}×).", ""]
+    L += _settings_section(res)
     L += ["Command: `.venv/bin/python bench/revocation.py` (part of `make bench`); `--quick` for a smoke run.", ""]
     return "\n".join(L)
 
