@@ -257,7 +257,7 @@ def introspect_breakdown(app: stack.App, token: str, identity: str) -> list[list
             "identity token verified (EdDSA; the API caches it per token, so not per request)",
             lambda: verifier._verify(identity),
         ),
-        ("Cedar `may_introspect`", lambda: engine.may_introspect(actor)),
+        ("Cedar `may_introspect` (cached per caller and policy version)", lambda: engine.may_introspect(actor)),
         (
             "access token verified (`core.access_tokens.verify`)",
             lambda: access_tokens.verify(ring, token, issuer=settings.token_issuer),
@@ -350,7 +350,7 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
         "auto-approved, `postgres:orders/public.orders` one approval). The ceilings: "
         "[`bench/baseline.py`](../bench/baseline.py), the same lifecycle shape written directly on the SDK "
         "(signal-with-start → one activity → timer → one activity, same server, same worker settings: "
-        "16 activity threads, synchronous activities, default sandbox), and "
+        "16 activity threads, synchronous activities, every module passed through the sandbox), and "
         "[`bench/hello_app.py`](../bench/hello_app.py), hello-world on the same FastAPI/uvicorn setup.",
         "",
     ]
@@ -500,17 +500,18 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
     steps_us = sum(us for name, us in it.get("breakdown", [])[1:])
     L += [
         "",
-        f"The steps (the identity and the access-token checks are cached per token in the API, so a "
-        f"repeated token pays only the Cedar check and the grant lookup) add up to ~{steps_us:.0f} µs "
-        f"uncached. A cProfile of the endpoint found the rest: FastAPI ran every plain-`def` dependency on "
-        "its thread pool (a thread hop each, five per introspection) and re-verified the EdDSA signature of "
-        "a token it had already verified. Both are fixed (async dependencies in `api/deps.py`, "
-        "`core.access_tokens.VerifiedTokens`), which took introspection from ~1,360/s (0.12×) to the figure "
-        "above. What remains per request beyond hello-world: FastAPI's dependency solving for the identity, "
-        "grant store and policy engine, the observability middleware (a Prometheus counter and histogram, "
-        "one JSON access-log line at INFO), the form parsing and a larger JSON answer. Reaching 0.7× would "
-        "need introspection served below FastAPI's dependency layer (a plain ASGI route) or without the "
-        "per-request access log; not done yet.",
+        f"The steps add up to ~{steps_us:.0f} µs uncached; the API caches the identity check and the "
+        "access-token check per token and the Cedar decision per caller and policy version, so a resource "
+        "server repeating a token pays the grant lookup and cache hits. What made introspection cost three "
+        "times hello-world before (profiled with cProfile): FastAPI's dependency solving for the identity, "
+        "the grant store and the policy engine (plain-`def` dependencies each hopped to the thread pool), "
+        "matching the path through every router, a re-verified signature for a token already seen, and one "
+        "JSON access-log line per call. Introspection is now an `APIRoute` whose endpoint takes the bare "
+        "request (`api/routes/tokens.py`: still in the OpenAPI document, errors still mapped once, the "
+        "caller authenticated by the same code), matched first, and its answered calls are logged at DEBUG "
+        "like health checks (still counted in the metrics): a resource server calls it on every request it "
+        "serves. Hello-world runs with uvicorn's access log off, as the API does (its own access log is "
+        "api/metrics.py's).",
     ]
     if plots_ok.get("introspection"):
         L += ["", "![Introspection throughput](bench-introspect.png)"]

@@ -216,7 +216,8 @@ class AccessRequestView(BaseModel):
     failure: str | None = None
     # Set once the provisioner has checked the target: no access left.
     revocation_verified_at: datetime | None = None
-    # Set while revocation keeps failing: an operator must look (it retries forever).
+    # Set while revocation or an audit-log write keeps failing: an operator must look
+    # (both retry forever). JitAlert tells which: revoke_failing or audit_failing.
     alert: str | None = None
     principal: str | None = None  # e.g. the database role that held the access
     # Approval routing: the stage now waiting, and which groups may act in it.
