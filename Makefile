@@ -1,8 +1,8 @@
 # make run      the whole stack in the foreground (Temporal dev server + UI, worker, API); Ctrl-C stops it
 # make test     lint, then every test (on 2 cores); the tests start the servers they need
 #               (and Debian's chromium is installed once, for the Temporal UI test)
-# make bench    benchmarks against a fresh Temporal dev server, loopback only (~55 min on 2 cores:
-#               revocation at the issue's scale, 1,000 and 5,000 grants over 10 minutes):
+# make bench    benchmarks against a fresh Temporal dev server, loopback only (~45 min on 2 cores:
+#               revocation with 1,000 and 5,000 grants active, their expiries over 5 minutes):
 #               prints the figures and writes docs/benchmarks.md and its plots (not part of make test)
 # make lint     ruff check + ruff format --check
 # make fmt      ruff format + ruff check --fix
