@@ -100,11 +100,12 @@ def _resumed(cfg: dict[str, Any]) -> list[str]:
     if not cfg.get("resume"):
         return []
     return [
-        "This page's run was resumed (`--resume`, `--no-baseline-spread`): the project's spread runs are "
+        "This page's run was resumed (`--resume`): the project's spread runs are "
         "from the run started at the time above, which then stopped on a benchmark bug in the baseline's "
         "spread run (5,000 concurrent waits for workflow results hit the server's poller limit; fixed); the "
-        "crash, burst and worker-settings runs are from the resumed run, on a fresh dev server. The "
-        "baseline's spread run is therefore missing here; `make bench` runs it.",
+        "baseline's spread run and the crash, burst and worker-settings runs are from the resumed run, on a "
+        "fresh dev server."
+        + ("" if cfg.get("baseline_grants") else " The baseline's spread run is missing here; `make bench` runs it."),
         "",
     ]
 
