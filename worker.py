@@ -65,9 +65,22 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_cached_workflows=settings.worker_max_cached_workflows,
+        max_concurrent_workflow_tasks=workflow_task_slots(settings.worker_max_cached_workflows),
         workflow_runner=_runner(settings),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
     )
+
+
+def workflow_task_slots(max_cached: int) -> int:
+    """Fewer workflow tasks at once than cached requests: one cache slot always free.
+
+    A query on a request out of cache replays it into a slot. When every slot
+    holds a request that is running local activities (grant-store and audit
+    writes), the SDK evicts one mid-task, and that request stalls until its
+    workflow task times out (10 s): a grant ends that much late. The SDK's own
+    default is 100 slots.
+    """
+    return max(2, min(100, max_cached - 1))
 
 
 def _runner(settings: Settings) -> SandboxedWorkflowRunner:

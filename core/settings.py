@@ -74,7 +74,11 @@ class Settings(BaseSettings):
     # Worker tuning: docs/benchmarks.md ("Worker settings") has the figures behind
     # each default. Requests kept in the worker's memory; past this many, an idle
     # one is evicted and replayed from its history when its next event comes.
-    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # At least 3: the worker runs at most (this - 1) workflow tasks at once, so a
+    # slot is always free for a query's replay. With no free slot (0 or a full
+    # cache), the SDK evicts a request in the middle of its local activities,
+    # and it stalls until its task times out (worker.py, workflow_task_slots).
+    worker_max_cached_workflows: int = Field(default=1000, ge=3)
     # Import the workflow's modules once, not once per request (see worker.py).
     worker_sandbox_passthrough: bool = True
     # How long a task waits for the worker that ran the request last before any

@@ -38,6 +38,7 @@ from workflows import steps
 from workflows.approvals import ApprovalRouting
 from workflows.audit_trail import AuditTrail
 from workflows.extensions import ExtensionSteps
+from workflows.waits import HISTORY_TIMERS_PATCH, Waits
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
@@ -60,14 +61,22 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# Who ended a request whose workflow was cancelled outside jit-access.
+CANCELLED_BY = "temporal"
+CANCELLED_REASON = "workflow cancelled in Temporal (UI or CLI)"
+
+
 @workflow.defn
-class AccessRequestWorkflow(ExtensionSteps):
+class AccessRequestWorkflow(ExtensionSteps, Waits):
     @workflow.init
     def __init__(self, req: AccessRequestInput) -> None:
         self._req = req
         self._status = Status.PENDING if req.policy.effective_stages() else self._approved_status()
         self._routing = ApprovalRouting(req, workflow.now())
         self._local_store = workflow.patched(steps.GRANT_STORE_PATCH)
+        self._history_timers = workflow.patched(HISTORY_TIMERS_PATCH)
+        self._ending = False
+        self._clock_floor: datetime | None = None
         self._audit = AuditTrail(req, self._set_audit_alert, local=self._local_store)
         self._approved_at: datetime | None = None
         self._activated_at: datetime | None = None
@@ -106,6 +115,18 @@ class AccessRequestWorkflow(ExtensionSteps):
             auto_approve=self._routing.done and not req.policy.break_glass,
             break_glass=req.policy.break_glass,
         )
+        try:
+            await self._lifecycle()
+        except asyncio.CancelledError:
+            # Cancelled from Temporal UI or the CLI: the same end as a revoke.
+            if not self._history_timers:
+                raise
+            await self._end_cancelled()
+        return await self._finish()
+
+    # -- lifecycle steps -------------------------------------------------
+
+    async def _lifecycle(self) -> None:
         if self._status is Status.PENDING:
             await self._await_decision()
         if self._status is Status.SCHEDULED:
@@ -114,57 +135,37 @@ class AccessRequestWorkflow(ExtensionSteps):
             await self._provision()
         if self._status is Status.ACTIVE:
             await self._hold_grant()
-            await self._revoke(self._revocation.reason if self._revocation else "expired")
-            self._status = Status.REVOKED if self._revocation else Status.EXPIRED
-            if self._revocation:
-                self._audit.emit(AuditEventType.REVOKED, actor=self._revocation.actor, reason=self._revocation.reason)
-            else:
-                self._audit.emit(AuditEventType.EXPIRED, expires_at=self._expires_at)
+            await self._end_grant()
         if self._review_pending:
             # Break-glass: the workflow stays open, and listed, until reviewed.
             self._publish()
             await workflow.wait_condition(lambda: not self._review_pending)
-        return await self._finish()
 
-    # -- lifecycle steps -------------------------------------------------
+    async def _end_grant(self) -> None:
+        """Revoke and verify (to completion, whatever interrupts), then record why it ended."""
+        await self._revoke(self._revocation.reason if self._revocation else "expired")
+        self._status = Status.REVOKED if self._revocation else Status.EXPIRED
+        if self._revocation:
+            self._audit.emit(AuditEventType.REVOKED, actor=self._revocation.actor, reason=self._revocation.reason)
+        else:
+            self._audit.emit(AuditEventType.EXPIRED, expires_at=self._expires_at)
 
-    async def _await_decision(self) -> None:
-        """Wait for the stages to complete, escalating a stage that waits too long."""
-        deadline = workflow.now() + timedelta(seconds=self._req.policy.approval_timeout_s)
-        while self._status is Status.PENDING:
-            now = workflow.now()
-            if now >= deadline:
-                self._status = Status.TIMED_OUT
-                self._audit.emit(
-                    AuditEventType.TIMED_OUT, stage=self._routing.stage.name if self._routing.stage else None
-                )
-                return
-            escalate_at = self._routing.escalation_at()
-            wait = min(deadline, escalate_at) - now if escalate_at else deadline - now
-            stage = self._routing.index
-            try:
-                await workflow.wait_condition(
-                    lambda stage=stage: self._status is not Status.PENDING or self._routing.index != stage,
-                    timeout=wait,
-                    timeout_summary="approval deadline" if wait == deadline - now else "escalation",
-                )
-            except TimeoutError:
-                if escalate_at is not None and workflow.now() >= escalate_at:
-                    self._routing.escalate()
-                    self._audit.emit(AuditEventType.ESCALATED, groups=self._routing.eligible_groups())
-                    self._publish()
+    async def _end_cancelled(self) -> None:
+        """A workflow cancellation, wherever it lands: nothing live is left behind.
 
-    async def _await_start(self) -> None:
-        assert self._req.start_at is not None
-        self._publish()
-        try:
-            await workflow.wait_condition(
-                lambda: self._status is not Status.SCHEDULED,
-                timeout=self._req.start_at - workflow.now(),
-                timeout_summary=f"start at {self._req.start_at:%Y-%m-%d %H:%M} UTC",
-            )
-        except TimeoutError:
-            self._status = Status.PROVISIONING
+        Temporal delivers a cancellation once, so the revoke steps started here
+        run to completion. A termination cannot be caught: the reconciler
+        (workflows/reconciler.py) revokes what it strands."""
+        decision = Decision(actor=CANCELLED_BY, at=workflow.now(), reason=CANCELLED_REASON)
+        if self._status in (Status.PENDING, Status.SCHEDULED):
+            self._cancellation = decision
+            self._status = Status.CANCELLED
+            self._audit.emit(AuditEventType.CANCELLED, actor=decision.actor, reason=decision.reason)
+        elif self._status in (Status.PROVISIONING, Status.ACTIVE):
+            if self._revocation is None and not self._ending:
+                self._revocation = decision
+            self._ending = True
+            await self._end_grant()
 
     async def _provision(self) -> None:
         self._publish()
@@ -172,7 +173,7 @@ class AccessRequestWorkflow(ExtensionSteps):
         # The grant's clock starts now, in workflow time: the store, the
         # tokens and the timer all use these two instants. Time lost to
         # provisioning retries comes out of the grant, never on top of it.
-        activated_at = workflow.now()
+        activated_at = self._clock() if self._history_timers else workflow.now()
         self._spec = steps.grant_spec(req, activated_at, activated_at + timedelta(seconds=req.duration_s))
         try:
             outcome = await steps.issue(
@@ -201,23 +202,6 @@ class AccessRequestWorkflow(ExtensionSteps):
         self._expires_at = self._spec.expires_at
         self._status = Status.ACTIVE
         self._publish()
-
-    async def _hold_grant(self) -> None:
-        """Durable timer to the expiry, cut short by revoke, moved by extend."""
-        while self._revocation is None:
-            assert self._expires_at is not None
-            expires_at = self._expires_at
-            left = await steps.time_left(expires_at, self._local_store)
-            if left <= timedelta(0):
-                return
-            try:
-                await workflow.wait_condition(
-                    lambda expires_at=expires_at: self._revocation is not None or self._expires_at != expires_at,
-                    timeout=left,
-                    timeout_summary=f"grant until {expires_at:%H:%M:%S} UTC",
-                )
-            except TimeoutError:
-                pass
 
     async def _revoke(self, reason: str) -> None:
         outcome = await steps.revoke(self._req.id, self._spec, reason, self._set_alert, local=self._local_store)
@@ -355,6 +339,8 @@ class AccessRequestWorkflow(ExtensionSteps):
             raise errors.forbidden("only the requester may extend access")
         if self._status is not Status.ACTIVE or self._revocation is not None:
             raise errors.conflict(f"request is {self._status}, not active")
+        if self._ending:
+            raise errors.conflict("the grant is ending; file a new request")
         if self._pending_extension is not None:
             raise errors.conflict("an extension is already waiting for approval")
         self._check_extension_fits(input.duration_s)

@@ -46,11 +46,18 @@ class ExtensionSteps(RequestState):
             self._check_extension_fits(duration_s)
             assert self._expires_at is not None and self._spec is not None
             new_expiry = self._expires_at + timedelta(seconds=duration_s)
+            checked = self._history_timers  # runs from before it answered 200 whatever happened
             try:
-                await steps.extend(self._spec, new_expiry, duration_s, local=self._local_store)
+                extended = await steps.extend(
+                    self._spec,
+                    new_expiry,
+                    duration_s,
+                    local=self._local_store,
+                    still_live=self._extendable if checked else lambda: True,
+                )
             except steps.StepFailed as e:
                 raise errors.conflict("the grant is no longer active") from e
-            if self._status is Status.ACTIVE and self._revocation is None:
+            if extended and self._extendable():
                 self._expires_at = new_expiry
                 # Deprovisioning (and webhooks) must see the extended expiry.
                 self._spec = self._spec.model_copy(update={"expires_at": new_expiry})
@@ -64,6 +71,15 @@ class ExtensionSteps(RequestState):
                     expires_at=new_expiry,
                     approved_by=approved_by,
                 )
+            elif checked:
+                # Revoked or expired while the target was being extended: say so.
+                raise errors.conflict(f"the grant ended ({self._end_word()}) before the extension took effect")
+
+    def _extendable(self) -> bool:
+        return self._status is Status.ACTIVE and self._revocation is None and not self._ending
+
+    def _end_word(self) -> str:
+        return "revoked" if self._revocation is not None else "expired"
 
     def _check_extension_fits(self, duration_s: int) -> None:
         assert self._expires_at is not None and self._activated_at is not None

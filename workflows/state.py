@@ -57,6 +57,9 @@ class RequestState:
     _pending_extension: Decision | None
     _extension_approvers: list[str]
     _local_store: bool  # grant-store writes as local activities (steps.GRANT_STORE_PATCH)
+    _history_timers: bool  # waits.HISTORY_TIMERS_PATCH, decided once per run
+    _ending: bool  # the grant's end has begun (timer fired, or cancelled): no extension lands
+    _clock_floor: datetime | None  # the latest instant a fired timer proved has passed
 
     @property
     def _review_pending(self) -> bool:

@@ -55,7 +55,9 @@ async def _grant_store(local: bool, method: Callable[..., Any], arg: Any, summar
 
 
 async def time_left(until: datetime, local: bool) -> timedelta:
-    """How long a timer must run to end at ``until``: workflow time, shortened by the wall clock.
+    """Runs started before ``waits.HISTORY_TIMERS_PATCH``: replaced by :func:`grant_timer`.
+
+    How long a timer must run to end at ``until``: workflow time, shortened by the wall clock.
 
     ``workflow.now()`` is when this workflow task began; local activities that
     ran in it since took real time it does not include, and a timer computed
@@ -71,6 +73,32 @@ async def time_left(until: datetime, local: bool) -> timedelta:
         read_clock, start_to_close_timeout=STEP_TIMEOUT, summary="clock"
     )
     return until - wall if timedelta(0) < until - wall < left else left
+
+
+# The shortest timer the lifecycle sets: a wait whose end has already passed
+# still fires (at once) rather than being skipped, so whether a timer is set
+# never depends on the clock (waits.py).
+MIN_TIMER = timedelta(milliseconds=1)
+
+
+async def grant_timer(until: datetime) -> timedelta | None:
+    """The grant timer's length to end at ``until``, or None once ``until`` has passed.
+
+    Always reads the wall clock first (a local activity, recorded in history),
+    so the sequence of commands is the same however a replay reaches here, and
+    only that recorded reading decides None. ``workflow.now()`` is when this
+    workflow task began, earlier than the reading by the local activities that
+    ran in the task since, or (in a query's replay) by much more: the reading
+    shortens the timer to what is left. ``workflow.now()`` shortens it in turn
+    where it runs ahead of the wall clock (the time-skipping test server). A
+    worker whose clock runs ahead ends grants early by as much, never late.
+    """
+    wall: datetime = await workflow.execute_local_activity(
+        read_clock, start_to_close_timeout=STEP_TIMEOUT, summary="clock"
+    )
+    if until <= wall:
+        return None
+    return max(min(until - wall, until - workflow.now()), MIN_TIMER)
 
 
 def grant_spec(req: AccessRequestInput, activated_at: datetime, expires_at: datetime) -> GrantSpec:
@@ -120,8 +148,19 @@ async def issue(
     )
 
 
-async def extend(spec: GrantSpec, expires_at: datetime, added_s: int, *, local: bool) -> None:
-    """Target first, then the store: the store never promises more than the target has."""
+async def extend(
+    spec: GrantSpec,
+    expires_at: datetime,
+    added_s: int,
+    *,
+    local: bool,
+    still_live: Callable[[], bool] = lambda: True,
+) -> bool:
+    """Target first, then the store: the store never promises more than the target has.
+
+    False (the store untouched) when ``still_live`` says the grant ended while
+    the target was being extended: the store never runs ahead of the workflow.
+    """
     if spec.provisioner != "none":
         await workflow.execute_activity_method(
             ProvisioningActivities.extend_provision,
@@ -131,6 +170,8 @@ async def extend(spec: GrantSpec, expires_at: datetime, added_s: int, *, local: 
             schedule_to_close_timeout=ISSUE_TIMEOUT,
             summary=f"extend {spec.provisioner} by {format_duration(added_s)}",
         )
+    if not still_live():
+        return False
     await _grant_store(
         local,
         GrantActivities.extend_grant,
@@ -138,6 +179,7 @@ async def extend(spec: GrantSpec, expires_at: datetime, added_s: int, *, local: 
         f"extend by {format_duration(added_s)}",
         schedule_to_close_timeout=ISSUE_TIMEOUT,
     )
+    return True
 
 
 async def revoke(
