@@ -103,7 +103,9 @@ def settings_for(client: Client, tmp_path: Path, cached: int) -> Settings:
     )
 
 
-async def test_queries_at_expiry_with_a_cache_smaller_than_the_grants(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_queries_at_expiry_with_a_cache_smaller_than_the_grants(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     client = dev_env.client
     settings = settings_for(client, tmp_path, cached=3)
     async with worker(client, settings):
