@@ -45,7 +45,7 @@ log = logging.getLogger("jit.api")
 def load_policies(settings: Settings, clock: Clock = utc_now) -> PolicyRuntime:
     """The policies and the catalog, or PolicyError after logging each problem as ``file:line: message``."""
     try:
-        return PolicyRuntime.load(
+        runtime = PolicyRuntime.load(
             settings.policies_dir, settings.catalog_path, check_interval_s=settings.policy_check_interval_s, clock=clock
         )
     except PolicyError as e:
@@ -53,6 +53,9 @@ def load_policies(settings: Settings, clock: Clock = utc_now) -> PolicyRuntime:
             log.error("%s", error)
         log.error("%d problem(s) in %s / %s: not starting", len(e.errors), settings.policies_dir, settings.catalog_path)
         raise
+    # Which files: the defaults are the example shipped with the program (core/settings.py).
+    log.info("policies from %s, catalog from %s", settings.policies_dir, settings.catalog_path)
+    return runtime
 
 
 def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_now) -> FastAPI:

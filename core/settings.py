@@ -9,6 +9,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The default catalog and policies ship with the code: config/ beside core/, in the source
+# tree as in the installed wheel (a package there, see pyproject.toml). Found from this file,
+# not from the working directory, and without importing a module named "config", which a
+# config.py in the directory the program starts from would shadow.
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
 # Identity tokens are verified with the provider's public keys: never a shared secret, never "none".
 _ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
@@ -18,10 +24,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JIT_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Path(".data")
-    catalog_path: Path = Path("config/catalog.yaml")
+    catalog_path: Path = DEFAULT_CONFIG_DIR / "catalog.yaml"
     # The Cedar access policies (config/policies/README.md). The API reloads them on
     # SIGHUP, and when their files change (checked at most this often, on a request).
-    policies_dir: Path = Path("config/policies")
+    policies_dir: Path = DEFAULT_CONFIG_DIR / "policies"
     policy_check_interval_s: float = Field(default=1.0, ge=0)
 
     temporal_address: str = "localhost:7233"
