@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from cli.audit import audit as audit_cli
 from core.audit import AuditEvent, AuditEventType
-from core.audit_log import AuditLog, record_hash
+from core.audit_chain import record_hash_v2
+from core.audit_log import AuditLog
 from core.audit_log_pg import PostgresAuditLog
 from core.audit_store import AuditStore, open_audit_log
 from core.settings import Settings
@@ -81,13 +82,15 @@ def test_the_chain_is_the_sqlite_logs_chain(pg_log: PostgresAuditLog, pg_db: PgD
     for log in (pg_log, sqlite_log):
         log.append(sample()[:4])
         log.append(sample()[4:])
-    rows = pg_db.execute("SELECT prev_hash, body, hash FROM jit_audit ORDER BY n")
-    assert rows[0][0] == "0" * 64
-    for (prev, body, digest), (next_prev, _, _) in zip(rows, [*rows[1:], (rows[-1][2], "", "")], strict=True):
-        assert digest == record_hash(prev, body)
-        assert next_prev == digest
+    rows = pg_db.execute("SELECT n, event_id, at, body, prev_hash, hash, v FROM jit_audit ORDER BY n")
+    assert rows[0][4] == "0" * 64
+    # Every stored column is sealed (hash version 2).
+    for (n, event_id, at, body, prev, digest, v), next_row in zip(rows, [*rows[1:], None], strict=True):
+        assert v == 2
+        assert digest == record_hash_v2(n, event_id, at, body, prev)
+        assert next_row is None or next_row[4] == digest
     with sqlite3.connect(sqlite_log.path) as db:
-        assert [r[0] for r in db.execute("SELECT hash FROM audit ORDER BY n")] == [r[2] for r in rows]
+        assert [r[0] for r in db.execute("SELECT hash FROM audit ORDER BY n")] == [r[5] for r in rows]
 
 
 def test_verify_names_the_record_whose_body_was_edited(pg_log: PostgresAuditLog, pg_db: PgDatabase) -> None:  # noqa: F811
