@@ -29,7 +29,7 @@ from core.audit_log import AuditLog
 from core.audit_store import AuditStore, open_audit_log
 from core.settings import Settings
 from core.temporal import connect
-from tests.conftest import make_settings
+from tests.conftest import Stack, free_port, make_settings
 from tests.e2e_support import wait_until
 from tests.pg import PgDatabase, pg_cluster, pg_db  # noqa: F401
 from tests.test_audit_log_pg import T0, event
@@ -242,3 +242,39 @@ def test_a_record_cannot_be_downgraded_to_the_old_hash(tmp_path: Path) -> None:
     checked, broken = log.check()
     assert broken is not None and (checked, broken.n) == (4, 5)
     assert broken.why == "hash version 1 after version 2: downgraded"
+
+
+def test_verify_refuses_without_temporal_and_names_the_way_out(tmp_path: Path) -> None:
+    AuditLog(tmp_path / "audit.sqlite3").append(five())
+    env = {"JIT_DATA_DIR": str(tmp_path), "JIT_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "JIT_AUDIT_LOG_DSN": None}
+    result = CliRunner().invoke(audit_cli, ["verify"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "cannot read the audit anchors from Temporal at 127.0.0.1:" in result.stderr
+    assert "--chain-only checks the chain alone, which cannot see records cut off at the end" in result.stderr
+    assert CliRunner().invoke(audit_cli, ["verify", "--chain-only"], env=env).stdout == "ok: 5 records\n"
+
+
+async def test_the_api_verifies_the_log_against_its_anchors(stack: Stack) -> None:
+    auditor = stack.auth("erin", "auditors")
+    log = open_audit_log(stack.settings)
+    log.append(five())
+    head = await anchor_now(stack.client, stack.settings)
+
+    async def verified() -> dict | None:
+        response = await stack.http.get("/v1/audit/verify", headers=auditor)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body if body["anchors"] == 1 else None
+
+    body = await wait_until(verified, timeout=30, what="the anchor in the API's verification")
+    assert (body["ok"], body["records"], body["broken"]) == (True, 5, None)
+    assert body["newest_anchor"]["head"] == head.model_dump()
+
+    with sqlite3.connect(stack.settings.audit_log_path) as db:
+        db.execute("DELETE FROM audit WHERE n = (SELECT max(n) FROM audit)")
+    body = (await stack.http.get("/v1/audit/verify", headers=auditor)).json()
+    assert (body["ok"], body["records"]) == (False, 4)
+    assert body["broken"]["event_id"] == "req-4:1" and body["broken"]["why"].startswith("missing: the anchor")
+
+    refused = await stack.http.get("/v1/audit/verify", headers=stack.auth("mallory", "engineers"))
+    assert refused.status_code == 403, refused.text
