@@ -25,6 +25,7 @@ from activities.clock import read_clock
 from activities.grants import GrantActivities
 from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
+from core.audit_anchors import ensure_anchor_schedule
 from core.audit_store import open_audit_log
 from core.grants import GrantStore
 from core.logging import setup_logging
@@ -32,6 +33,7 @@ from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_r
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from workflows.access_request import AccessRequestWorkflow
+from workflows.audit_anchor import AuditAnchorWorkflow
 
 
 def build_worker(
@@ -51,7 +53,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[AccessRequestWorkflow],
+        workflows=[AccessRequestWorkflow, AuditAnchorWorkflow],
         activities=[
             grants.issue_grant,
             grants.extend_grant,
@@ -60,6 +62,7 @@ def build_worker(
             provisioning.extend_provision,
             provisioning.deprovision,
             audit.append_audit,
+            audit.read_audit_head,
             read_clock,
         ],
         activity_executor=executor,
@@ -137,6 +140,7 @@ async def main() -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             async with worker:
+                await ensure_anchor_schedule(client, settings)
                 await stop.wait()
             log.info("worker stopped")
     finally:

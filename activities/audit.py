@@ -1,10 +1,11 @@
-"""Append lifecycle events to the hash-chained audit log (idempotent by event id)."""
+"""Append lifecycle events to the hash-chained audit log (idempotent by event id); read its head for the anchor."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
 from core.audit import AuditEvent
+from core.audit_chain import ChainHead
 from core.audit_store import AuditStore
 
 
@@ -17,3 +18,8 @@ class AuditActivities:
         added = self._log.append(events)
         activity.logger.info("audit events written", extra={"count": added})
         return added
+
+    @activity.defn
+    def read_audit_head(self) -> ChainHead:
+        """The newest record's position and hash, and the count: what the anchor workflow records."""
+        return self._log.head()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from temporalio.client import Client
 
 from api.errors import Unauthorized, Unavailable
 from api.identity import IdentityProviderUnavailable, IdentityVerifier, Unauthenticated
@@ -88,3 +89,4 @@ async def _engine(request: Request) -> PolicyEngine:
 
 Engine = Annotated[PolicyEngine, Depends(_engine)]
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+TemporalClient = Annotated[Client, Depends(_state("temporal"))]

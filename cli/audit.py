@@ -1,20 +1,25 @@
 """``jit audit``: export the audit trail (``GET /v1/audit``) and verify the local audit log's chain.
 
 jit audit [--from TIME] [--to TIME] [--requester USER] [--resource ID] [-o FILE]
-jit audit verify [--data-dir DIR]
+jit audit verify [--data-dir DIR] [--chain-only]
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from temporalio.service import RPCError
 
 from cli.client import CliError
+from core.audit_anchors import read_anchors
+from core.audit_chain import Anchor
 from core.audit_store import STORE_ERRORS, describe, open_audit_log
 from core.settings import Settings
+from core.temporal import connect
 
 if TYPE_CHECKING:
     from cli.main import Session
@@ -105,20 +110,51 @@ def audit(
     type=click.Path(file_okay=False, path_type=Path),
     help="The worker's data dir [env: JIT_DATA_DIR, default .data].",
 )
-def verify(data_dir: Path | None) -> None:
+@click.option(
+    "--chain-only",
+    is_flag=True,
+    help="Without Temporal's anchors: the chain alone cannot see records cut off at the end.",
+)
+def verify(data_dir: Path | None, chain_only: bool) -> None:
     """Recompute the hash chain of the audit log (DATA_DIR/audit.sqlite3, or JIT_AUDIT_LOG_DSN's).
 
-    Prints "ok: N records", or names the first record that was edited,
-    removed or reordered and exits 1.
+    Checks it against the anchors the worker keeps in Temporal (the worker's
+    JIT_TEMPORAL_ADDRESS, JIT_TEMPORAL_NAMESPACE and JIT_TASK_QUEUE): every
+    anchored record must still be there with its hash. Prints "ok: N records",
+    or names the first record that was edited, removed or reordered, or the
+    anchor the log fell short of, and exits 1.
     """
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     path = settings.audit_log_path
     if not settings.audit_log_dsn and not path.is_file():
         raise CliError(f"no audit log at {path}: pass the worker's --data-dir", 2)
+    anchors: list[Anchor] = []
+    if not chain_only:
+        try:
+            anchors = asyncio.run(_anchors(settings))
+        except (RuntimeError, RPCError) as e:
+            raise CliError(
+                f"cannot read the audit anchors from Temporal at {settings.temporal_address} ({e}); "
+                "--chain-only checks the chain alone, which cannot see records cut off at the end"
+            ) from None
     try:
-        checked, broken = open_audit_log(settings, create=False).check()
+        checked, broken = open_audit_log(settings, create=False).check(anchors)
     except STORE_ERRORS as e:
         raise CliError(f"cannot read {describe(settings)}: {e}") from None
     if broken is not None:
         raise CliError(f"broken at record {broken.n} (event {broken.event_id}): {broken.why}")
     click.echo(f"ok: {checked} record{'s' if checked != 1 else ''}")
+    if anchors:
+        newest = anchors[0]
+        when = f" of {newest.at.isoformat()}" if newest.at else ""
+        click.echo(f"checked against {len(anchors)} anchor(s); the newest{when} saw {newest.head.count}", err=True)
+    elif not chain_only:
+        click.echo(
+            f"no anchor in Temporal for task queue {settings.task_queue} yet: "
+            "records cut off at the end would go unseen",
+            err=True,
+        )
+
+
+async def _anchors(settings: Settings) -> list[Anchor]:
+    return await read_anchors(await connect(settings), settings)

@@ -1,8 +1,10 @@
 """The audit log: every lifecycle event, hash-chained, outliving Temporal's retention.
 
-Each record carries the SHA-256 of the previous record, so editing, removing
-or reordering any record breaks the chain at that point (``verify`` names
-it). A SQLite file in the data dir, written only by the audit activity;
+Each record is sealed with the hash of the record before it and of all its own
+columns (core/audit_chain.py, shared with the PostgreSQL log), so editing,
+removing or reordering any record breaks the chain at that point (``check``
+names it; with the anchors from Temporal it also sees records cut off at the
+end). A SQLite file in the data dir, written only by the audit activity;
 appends are idempotent by event id. The chain is in append order; ``export``
 reads a time window in event order (time, request id, seq), as
 ``GET /v1/audit`` and ``jit audit`` stream it.
@@ -10,18 +12,16 @@ reads a time window in event order (time, request id, seq), as
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.audit import AuditEvent
+from core.audit_chain import GENESIS, Anchor, Broken, ChainHead, Record, check_chain, record_hash, seal
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "AuditLog", "Broken", "record_hash"]
 # An append runs as a local activity, inside the workflow task: a query of that
 # request waits behind it (the API's gives up after 5 s). Concurrent appends
 # hold the lock for milliseconds; a lock held longer fails the attempt, and the
@@ -34,20 +34,12 @@ CREATE TABLE IF NOT EXISTS audit (
     at        TEXT NOT NULL,
     body      TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash      TEXT NOT NULL
+    hash      TEXT NOT NULL,
+    v         INTEGER NOT NULL DEFAULT 1
 )
 """
-
-
-def record_hash(prev_hash: str, body: str) -> str:
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Broken:
-    n: int
-    event_id: str
-    why: str
+# Logs from before hash versions: their records are v1 (core/audit_chain.py).
+_ADD_VERSION = "ALTER TABLE audit ADD COLUMN v INTEGER NOT NULL DEFAULT 1"
 
 
 class AuditLog:
@@ -59,7 +51,11 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")
             db.execute(_SCHEMA)
+            if not _has_version(db):
+                db.execute(_ADD_VERSION)
+            db.execute("COMMIT")
 
     @contextmanager
     def _connect(self, wait_s: float = 10) -> Iterator[sqlite3.Connection]:
@@ -75,18 +71,18 @@ class AuditLog:
         with self._connect(APPEND_WAIT_S) as db:
             db.execute("BEGIN IMMEDIATE")  # one writer at a time keeps the chain linear
             try:
-                last = db.execute("SELECT hash FROM audit ORDER BY n DESC LIMIT 1").fetchone()
-                prev = last[0] if last else GENESIS
+                last = db.execute("SELECT n, hash FROM audit ORDER BY n DESC LIMIT 1").fetchone()
+                n, prev = last if last else (0, GENESIS)
                 for event in events:
                     if db.execute("SELECT 1 FROM audit WHERE event_id = ?", (event.event_id,)).fetchone():
                         continue
-                    body = event.model_dump_json()
-                    digest = record_hash(prev, body)
+                    n += 1
+                    r = seal(n, event, prev)
                     db.execute(
-                        "INSERT INTO audit (event_id, at, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
-                        (event.event_id, event.at.isoformat(), body, prev, digest),
+                        "INSERT INTO audit (n, event_id, at, body, prev_hash, hash, v) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (r.n, r.event_id, event.at.isoformat(), r.body, r.prev_hash, r.hash, r.version),
                     )
-                    prev = digest
+                    prev = r.hash
                     added += 1
                 db.execute("COMMIT")
             except BaseException:
@@ -142,29 +138,44 @@ class AuditLog:
                 if (since is None or event.at >= since) and (until is None or event.at < until):
                     yield event
 
-    def verify(self) -> Broken | None:
-        """Recompute the chain; the first record that does not hold, or None."""
-        return self.check()[1]
-
-    def check(self) -> tuple[int, Broken | None]:
-        """Recompute the chain: (records that hold, the first that does not or None)."""
-        prev = GENESIS
-        checked = 0
+    def records(self) -> Iterator[Record]:
+        """Every stored record in chain order, as stored."""
         with self._connect() as db:
-            for n, event_id, body, prev_hash, digest in db.execute(
-                "SELECT n, event_id, body, prev_hash, hash FROM audit ORDER BY n"
+            version = "v" if _has_version(db) else "1"
+            for n, event_id, at, body, prev_hash, digest, v in db.execute(
+                f"SELECT n, event_id, at, body, prev_hash, hash, {version} FROM audit ORDER BY n"  # noqa: S608 - fixed text
             ):
-                if prev_hash != prev:
-                    return checked, Broken(n, event_id, "does not follow the record before it")
-                if record_hash(prev, body) != digest:
-                    return checked, Broken(n, event_id, "content does not match its hash")
-                try:
-                    json.loads(body)
-                except ValueError:
-                    return checked, Broken(n, event_id, "content is not JSON")
-                prev = digest
-                checked += 1
-        return checked, None
+                yield Record(n, event_id, _stored_time(at), body, prev_hash, digest, v)
+
+    def head(self) -> ChainHead:
+        """The newest record and the count, read in one statement (one snapshot)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT n, event_id, hash, (SELECT count(*) FROM audit) FROM audit ORDER BY n DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return ChainHead(n=0, event_id="", hash=GENESIS, count=0)
+        return ChainHead(n=row[0], event_id=row[1], hash=row[2], count=row[3])
+
+    def verify(self, anchors: Sequence[Anchor] = ()) -> Broken | None:
+        """Recompute the chain; the first record that does not hold, or None."""
+        return self.check(anchors)[1]
+
+    def check(self, anchors: Sequence[Anchor] = ()) -> tuple[int, Broken | None]:
+        """Recompute the chain against ``anchors``: (records that hold, the first that does not or None)."""
+        return check_chain(self.records(), anchors)
+
+
+def _has_version(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "v" for row in db.execute("PRAGMA table_info(audit)"))
+
+
+def _stored_time(at: str) -> datetime:
+    """A stored time that does not parse cannot match its hash: the epoch, so the check names the record."""
+    try:
+        return datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        return datetime.fromtimestamp(0, UTC)
 
 
 def _utc_key(at: str) -> str:

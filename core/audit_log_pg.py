@@ -3,21 +3,21 @@
 Picked by ``JIT_AUDIT_LOG_DSN`` (core/audit_store.py). One table, ``jit_audit``;
 an append holds ``LOCK TABLE ... IN EXCLUSIVE MODE`` for its transaction, so
 any number of workers append one at a time and the chain stays linear, while
-readers (export, verify) are never blocked. Records hash exactly as in the
-SQLite log (``record_hash`` from GENESIS), so ``verify`` means the same thing.
+readers (export, verify) are never blocked. Records are sealed and checked by
+the same code as the SQLite log's (core/audit_chain.py), so ``verify`` means the
+same thing.
 The DSN holds a password: it is never logged nor shown (not even in ``repr``).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import psycopg
 
 from core.audit import AuditEvent
-from core.audit_log import GENESIS, Broken, record_hash
+from core.audit_chain import GENESIS, Anchor, Broken, ChainHead, Record, check_chain, seal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jit_audit (
@@ -26,9 +26,12 @@ CREATE TABLE IF NOT EXISTS jit_audit (
     at        timestamptz NOT NULL,
     body      text NOT NULL,
     prev_hash text NOT NULL,
-    hash      text NOT NULL
+    hash      text NOT NULL,
+    v         integer NOT NULL DEFAULT 1
 )
 """
+# Tables from before hash versions: their records are v1 (core/audit_chain.py).
+_ADD_VERSION = "ALTER TABLE jit_audit ADD COLUMN IF NOT EXISTS v integer NOT NULL DEFAULT 1"
 # Two workers starting together must not both create the table (CREATE TABLE IF NOT EXISTS races).
 _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('jit_audit schema'))"
 
@@ -53,6 +56,7 @@ class PostgresAuditLog:
         with self._connect() as db, db.transaction():
             db.execute(_SCHEMA_LOCK)
             db.execute(_SCHEMA)
+            db.execute(_ADD_VERSION)
 
     def __repr__(self) -> str:
         return "PostgresAuditLog(<dsn hidden>)"
@@ -71,13 +75,17 @@ class PostgresAuditLog:
             for event in events:
                 if db.execute("SELECT 1 FROM jit_audit WHERE event_id = %s", (event.event_id,)).fetchone():
                     continue
-                body = event.model_dump_json()
-                digest = record_hash(prev, body)
+                # The position is sealed into the record, so it is drawn before the insert (from the
+                # column's own sequence: under the table lock, sequence order is chain order).
+                n = db.execute("SELECT nextval(pg_get_serial_sequence('jit_audit', 'n'))").fetchone()
+                assert n is not None
+                r = seal(n[0], event, prev)
                 db.execute(
-                    "INSERT INTO jit_audit (event_id, at, body, prev_hash, hash) VALUES (%s, %s, %s, %s, %s)",
-                    (event.event_id, _utc(event.at), body, prev, digest),
+                    "INSERT INTO jit_audit (n, event_id, at, body, prev_hash, hash, v) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (r.n, r.event_id, _utc(event.at), r.body, r.prev_hash, r.hash, r.version),
                 )
-                prev = digest
+                prev = r.hash
                 added += 1
         return added
 
@@ -128,25 +136,32 @@ class PostgresAuditLog:
                 if (since is None or event.at >= since) and (until is None or event.at < until):
                     yield event
 
-    def verify(self) -> Broken | None:
-        """Recompute the chain; the first record that does not hold, or None."""
-        return self.check()[1]
+    def records(self) -> Iterator[Record]:
+        """Every stored record in chain order, as stored."""
+        with psycopg.connect(self._dsn, connect_timeout=10) as db:
+            has_version = db.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_name = 'jit_audit' AND column_name = 'v'"
+            ).fetchone()
+            version = "v" if has_version else "1"
+            with db.cursor(name="jit_audit_check") as cur:
+                cur.execute(f"SELECT n, event_id, at, body, prev_hash, hash, {version} FROM jit_audit ORDER BY n")  # noqa: S608 - fixed text
+                for n, event_id, at, body, prev_hash, digest, v in cur:
+                    yield Record(n, event_id, at, body, prev_hash, digest, v)
 
-    def check(self) -> tuple[int, Broken | None]:
-        """Recompute the chain: (records that hold, the first that does not or None)."""
-        prev = GENESIS
-        checked = 0
-        with psycopg.connect(self._dsn, connect_timeout=10) as db, db.cursor(name="jit_audit_check") as cur:
-            cur.execute("SELECT n, event_id, body, prev_hash, hash FROM jit_audit ORDER BY n")
-            for n, event_id, body, prev_hash, digest in cur:
-                if prev_hash != prev:
-                    return checked, Broken(n, event_id, "does not follow the record before it")
-                if record_hash(prev, body) != digest:
-                    return checked, Broken(n, event_id, "content does not match its hash")
-                try:
-                    json.loads(body)
-                except ValueError:
-                    return checked, Broken(n, event_id, "content is not JSON")
-                prev = digest
-                checked += 1
-        return checked, None
+    def head(self) -> ChainHead:
+        """The newest record and the count, read in one statement (one snapshot)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT n, event_id, hash, (SELECT count(*) FROM jit_audit) FROM jit_audit ORDER BY n DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return ChainHead(n=0, event_id="", hash=GENESIS, count=0)
+        return ChainHead(n=row[0], event_id=row[1], hash=row[2], count=row[3])
+
+    def verify(self, anchors: Sequence[Anchor] = ()) -> Broken | None:
+        """Recompute the chain; the first record that does not hold, or None."""
+        return self.check(anchors)[1]
+
+    def check(self, anchors: Sequence[Anchor] = ()) -> tuple[int, Broken | None]:
+        """Recompute the chain against ``anchors``: (records that hold, the first that does not or None)."""
+        return check_chain(self.records(), anchors)

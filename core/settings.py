@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # The audit log (README "Audit"): a SQLite file in the data dir, or PostgreSQL
     # with this DSN (it holds a password: never logged nor shown).
     audit_log_dsn: str | None = Field(default=None, repr=False)
+    # How often the worker's Temporal Schedule anchors the log's head in Temporal
+    # (core/audit_anchors.py): records newer than the last anchor can still be
+    # cut off unnoticed for up to this long.
+    audit_anchor_interval_s: float = Field(default=300.0, gt=0)
 
     # Operations (README "Operations"). Logs: one JSON object a line, or "text" for
     # people (make run). The worker serves its metrics, the project's and the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import uuid
@@ -248,11 +249,20 @@ async def test_bad_window_and_filters_are_422_naming_the_field(stack: Stack) -> 
 
 
 async def jit(stack: Stack, *args: str, token: str | None = None) -> tuple[int, str, str]:
-    """The ``jit`` command in a child process (the API answers from this event loop meanwhile)."""
+    """The ``jit`` command in a child process (the API answers from this event loop meanwhile).
+
+    With the worker's Temporal settings, where ``jit audit verify`` finds the audit anchors.
+    """
     env_args = ["--server", stack.base_url] + (["--token", token] if token else [])
+    env = {
+        **os.environ,
+        "JIT_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+        "JIT_TEMPORAL_NAMESPACE": stack.settings.temporal_namespace,
+        "JIT_TASK_QUEUE": stack.settings.task_queue,
+    }
     proc = await asyncio.create_subprocess_exec(
         JIT, *env_args, *args,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from cli.audit import audit as audit_cli
 from core.audit import AuditEvent, AuditEventType
-from core.audit_log import AuditLog, record_hash
+from core.audit_chain import record_hash_v2
+from core.audit_log import AuditLog
 from core.audit_log_pg import PostgresAuditLog
 from core.audit_store import AuditStore, open_audit_log
 from core.settings import Settings
@@ -81,13 +82,15 @@ def test_the_chain_is_the_sqlite_logs_chain(pg_log: PostgresAuditLog, pg_db: PgD
     for log in (pg_log, sqlite_log):
         log.append(sample()[:4])
         log.append(sample()[4:])
-    rows = pg_db.execute("SELECT prev_hash, body, hash FROM jit_audit ORDER BY n")
-    assert rows[0][0] == "0" * 64
-    for (prev, body, digest), (next_prev, _, _) in zip(rows, [*rows[1:], (rows[-1][2], "", "")], strict=True):
-        assert digest == record_hash(prev, body)
-        assert next_prev == digest
+    rows = pg_db.execute("SELECT n, event_id, at, body, prev_hash, hash, v FROM jit_audit ORDER BY n")
+    assert rows[0][4] == "0" * 64
+    # Every stored column is sealed (hash version 2).
+    for (n, event_id, at, body, prev, digest, v), next_row in zip(rows, [*rows[1:], None], strict=True):
+        assert v == 2
+        assert digest == record_hash_v2(n, event_id, at, body, prev)
+        assert next_row is None or next_row[4] == digest
     with sqlite3.connect(sqlite_log.path) as db:
-        assert [r[0] for r in db.execute("SELECT hash FROM audit ORDER BY n")] == [r[2] for r in rows]
+        assert [r[0] for r in db.execute("SELECT hash FROM audit ORDER BY n")] == [r[5] for r in rows]
 
 
 def test_verify_names_the_record_whose_body_was_edited(pg_log: PostgresAuditLog, pg_db: PgDatabase) -> None:  # noqa: F811
@@ -164,19 +167,20 @@ def test_the_dsn_picks_postgres_and_jit_audit_verify_reads_it(
     log.append(sample())
 
     monkeypatch.setenv("JIT_AUDIT_LOG_DSN", pg_db.dsn)
-    result = CliRunner().invoke(audit_cli, ["verify", "--data-dir", str(tmp_path)])
+    # No Temporal here: the chain alone (tests/test_audit_anchor.py checks the anchors).
+    result = CliRunner().invoke(audit_cli, ["verify", "--data-dir", str(tmp_path), "--chain-only"])
     assert (result.exit_code, result.output) == (0, f"ok: {len(sample())} records\n")
     assert not (tmp_path / "audit.sqlite3").exists()
 
     pg_db.execute("UPDATE jit_audit SET body = body || ' ' WHERE n = (SELECT max(n) FROM jit_audit)")
-    result = CliRunner().invoke(audit_cli, ["verify", "--data-dir", str(tmp_path)])
+    result = CliRunner().invoke(audit_cli, ["verify", "--data-dir", str(tmp_path), "--chain-only"])
     assert result.exit_code == 1
     assert result.stderr.startswith("jit: broken at record ")
     assert "content does not match its hash" in result.stderr
     assert pg_db.dsn not in result.output
 
     monkeypatch.setenv("JIT_AUDIT_LOG_DSN", pg_db.dsn.replace(pg_db.name, "jit_no_such_db"))
-    result = CliRunner().invoke(audit_cli, ["verify"])
+    result = CliRunner().invoke(audit_cli, ["verify", "--chain-only"])
     assert result.exit_code == 1
     assert result.stderr.startswith("jit: cannot read the PostgreSQL audit log (JIT_AUDIT_LOG_DSN): ")
 

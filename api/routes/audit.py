@@ -1,4 +1,5 @@
 """``GET /v1/audit``: every lifecycle event of a time window, as JSON Lines, for auditors.
+``GET /v1/audit/verify``: the log's hash chain checked against its anchors in Temporal.
 
 The source is the hash-chained audit log (core/audit_log.py) that the workflow
 fills through the audit activity: it lives in the data dir the API shares with
@@ -18,11 +19,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError
 
 from api import errors, listing
-from api.deps import CurrentUser, Engine, SettingsDep
+from api.deps import CurrentUser, Engine, SettingsDep, TemporalClient
 from core.audit import AuditEvent
+from core.audit_anchors import read_anchors
+from core.audit_chain import Anchor
 from core.audit_store import STORE_ERRORS, open_audit_log
 
 router = APIRouter(prefix="/v1", tags=["audit"])
@@ -101,3 +106,51 @@ def _lines(first: AuditEvent | None, rest: Iterator[AuditEvent]) -> Iterator[str
     yield first.model_dump_json() + "\n"
     for event in rest:
         yield event.model_dump_json() + "\n"
+
+
+class BrokenRecord(BaseModel):
+    n: int
+    event_id: str
+    why: str
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    records: int  # how many records chain from the start (up to the broken one)
+    anchors: int  # how many anchors in Temporal the log was checked against
+    newest_anchor: Anchor | None
+    broken: BrokenRecord | None
+
+
+@router.get("/audit/verify")
+async def verify_audit(
+    user: CurrentUser, engine: Engine, settings: SettingsDep, client: TemporalClient
+) -> AuditVerification:
+    """Recompute the audit log's hash chain and check it against every anchor Temporal holds.
+
+    ``ok`` false names the first record that was edited, removed or reordered,
+    or the anchored record the log no longer has (newest records cut off, or
+    all of them). What ``jit audit verify`` does on the worker's machine.
+    Auditors and admins only.
+    """
+    if not engine.may_audit(user).allowed:
+        raise errors.Forbidden("only auditors and admins may verify the audit log")
+    if not settings.audit_log_dsn and not settings.audit_log_path.is_file():
+        raise errors.Unavailable("no audit log on this server: the API reads it from the worker's data dir")
+    try:
+        anchors = await read_anchors(client, settings)
+    except RPCError as e:
+        raise errors.Unavailable("the audit anchors cannot be read from Temporal now; try again shortly") from e
+    log = open_audit_log(settings, create=False)
+    try:
+        checked, broken = await run_in_threadpool(log.check, anchors)
+    except STORE_ERRORS as e:
+        why = "" if settings.audit_log_dsn else f" ({e})"
+        raise errors.Unavailable(f"the audit log cannot be read now{why}; try again shortly") from e
+    return AuditVerification(
+        ok=broken is None,
+        records=checked,
+        anchors=len(anchors),
+        newest_anchor=anchors[0] if anchors else None,
+        broken=BrokenRecord(n=broken.n, event_id=broken.event_id, why=broken.why) if broken else None,
+    )

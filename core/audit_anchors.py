@@ -1,0 +1,116 @@
+"""Anchors of the audit log: the chain's head, kept in Temporal where the log's writer cannot rewrite it.
+
+- ``ensure_anchor_schedule``: at worker start, create or update (idempotent)
+  the Temporal Schedule that runs ``AuditAnchorWorkflow`` every
+  ``JIT_AUDIT_ANCHOR_INTERVAL_S`` on the worker's task queue.
+- ``anchor_now``: one anchor, at once (tests, or an operator before a backup).
+- ``read_anchors``: every anchor Temporal still holds for this task queue, for
+  ``check(anchors)`` (``jit audit verify``, ``GET /v1/audit/verify``).
+
+Finding them: each anchor is one short, closed workflow run, listed through
+visibility by workflow type and task queue (system attributes: no custom search
+attribute to register). Every run Temporal still keeps (the namespace's
+retention) is checked, not only the newest: a rewrite of the whole log that a
+later anchor recorded is still caught by the anchors taken before it. The
+values come from each run's memo, which the server copies from the run's
+history; a run whose memo is missing is read from its history (the result).
+Independent runs rather than one long-lived workflow: a failed or lost run
+costs one anchor, never the record of the earlier ones, and there is no
+continue-as-new or query replay to get right.
+
+One audit log per task queue: the anchors of a queue are the heads of the log
+its workers write (PostgreSQL for workers on several machines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError
+
+from core.audit_chain import Anchor, ChainHead
+from core.settings import Settings
+
+ANCHOR_WORKFLOW = "AuditAnchorWorkflow"
+ANCHOR_MEMO = "jit_audit_head"
+ANCHOR_ID_PREFIX = "jit-audit-anchor-"
+log = logging.getLogger("jit.audit")
+
+
+def schedule_id(settings: Settings) -> str:
+    """Also the id prefix of the runs it starts (the schedule appends the time)."""
+    return f"{ANCHOR_ID_PREFIX}{settings.task_queue}"
+
+
+def _schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ANCHOR_WORKFLOW,
+            id=schedule_id(settings),
+            task_queue=settings.task_queue,
+            execution_timeout=timedelta(minutes=5),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.audit_anchor_interval_s))]),
+        # A run still going (store down) is not doubled; missed runs while the server was away are not caught up.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=1)),
+    )
+
+
+async def ensure_anchor_schedule(client: Client, settings: Settings) -> None:
+    """Create the anchor schedule, or bring an existing one to these settings (keeping its paused state)."""
+    schedule = _schedule(settings)
+
+    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=dataclasses.replace(schedule, state=current.description.schedule.state))
+
+    try:
+        try:
+            await client.create_schedule(schedule_id(settings), schedule, trigger_immediately=True)
+        except ScheduleAlreadyRunningError:
+            await client.get_schedule_handle(schedule_id(settings)).update(update)
+    except RPCError as e:
+        # Revoking access on time matters more than anchoring: run, and say so loudly.
+        log.error("audit anchors not scheduled (%s): jit audit verify cannot see records cut off at the end", e)
+
+
+async def anchor_now(client: Client, settings: Settings) -> ChainHead:
+    """Run one anchor and wait for it: the head it recorded."""
+    return await client.execute_workflow(
+        ANCHOR_WORKFLOW,
+        id=f"{schedule_id(settings)}-now-{uuid.uuid4()}",
+        task_queue=settings.task_queue,
+        result_type=ChainHead,
+        execution_timeout=timedelta(minutes=5),
+    )
+
+
+def anchors_query(settings: Settings) -> str:
+    queue = settings.task_queue.replace("\\", "\\\\").replace("'", "\\'")
+    return f"WorkflowType = '{ANCHOR_WORKFLOW}' AND TaskQueue = '{queue}' AND ExecutionStatus = 'Completed'"
+
+
+async def read_anchors(client: Client, settings: Settings) -> list[Anchor]:
+    """Every completed anchor run Temporal still holds for this task queue, newest first."""
+    anchors = []
+    async for run in client.list_workflows(anchors_query(settings)):
+        head = await run.memo_value(ANCHOR_MEMO, None, type_hint=ChainHead)
+        if head is None:
+            head = await client.get_workflow_handle(run.id, run_id=run.run_id, result_type=ChainHead).result()
+        anchors.append(Anchor(head=head, at=run.close_time, workflow_id=run.id))
+    anchors.sort(key=lambda a: a.at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return anchors
