@@ -25,15 +25,19 @@ from activities.clock import read_clock
 from activities.grants import GrantActivities
 from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
+from activities.reconcile import ReconcileActivities
 from core.audit_anchors import ensure_anchor_schedule
 from core.audit_store import open_audit_log
+from core.catalog import Catalog
 from core.grants import GrantStore
 from core.logging import setup_logging
 from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_runtime, watch_gauges
+from core.reconcile_schedule import ensure_reconcile_schedule
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from workflows.access_request import AccessRequestWorkflow
 from workflows.audit_anchor import AuditAnchorWorkflow
+from workflows.reconciler import ReconcilerWorkflow
 
 
 def build_worker(
@@ -42,7 +46,8 @@ def build_worker(
     """``metrics``: where the activities record the project's metrics (a private registry if None)."""
     store = GrantStore(settings.grants_db_path)
     grants = GrantActivities(store, metrics)
-    audit = AuditActivities(open_audit_log(settings))
+    audit_log = open_audit_log(settings)
+    audit = AuditActivities(audit_log)
     provisioning = ProvisioningActivities(
         password_secret=load_password_secret(settings.data_dir, settings.pg_password_secret),
         # The grant store's tombstone: a late grant retry never re-creates
@@ -50,10 +55,13 @@ def build_worker(
         is_revoked=lambda request_id: (row := store.lookup(request_id)) is not None and row.revoked_at is not None,
         metrics=metrics,
     )
+    reconciler = ReconcileActivities(
+        client, store, provisioning, audit_log, lambda: Catalog.load(settings.catalog_path), metrics
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[AccessRequestWorkflow, AuditAnchorWorkflow],
+        workflows=[AccessRequestWorkflow, AuditAnchorWorkflow, ReconcilerWorkflow],
         activities=[
             grants.issue_grant,
             grants.extend_grant,
@@ -64,6 +72,7 @@ def build_worker(
             audit.append_audit,
             audit.read_audit_head,
             read_clock,
+            reconciler.reconcile,
         ],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
@@ -141,6 +150,7 @@ async def main() -> None:
                 loop.add_signal_handler(sig, stop.set)
             async with worker:
                 await ensure_anchor_schedule(client, settings)
+                await ensure_reconcile_schedule(client, settings)
                 await stop.wait()
             log.info("worker stopped")
     finally:

@@ -32,6 +32,7 @@ from activities.provisioners.base import (
     ProvisionerError,
     RevokedBeforeGrantError,
     RevokeOutcome,
+    no_heartbeat,
 )
 from activities.provisioners.postgres import PostgresProvisioner
 from activities.provisioners.webhook import WebhookProvisioner
@@ -81,11 +82,20 @@ class ProvisioningActivities:
     def _failed(self, spec: GrantSpec) -> None:
         self._metrics.provisioner_failures.labels(spec.provisioner).inc()
 
-    def _build(self, spec: GrantSpec) -> Provisioner:
+    def _build(self, spec: GrantSpec, heartbeat: Heartbeat | None = None) -> Provisioner:
         factory = self._factories.get(spec.provisioner)
         if factory is None:
             raise ProvisionerConfigError(f"unknown provisioner type {spec.provisioner!r}")
-        return factory(spec, activity.heartbeat)
+        return factory(spec, heartbeat or activity.heartbeat)
+
+    def build(self, spec: GrantSpec) -> Provisioner:
+        """A provisioner outside an activity's heartbeat (the reconciler's own loop heartbeats)."""
+        return self._build(spec, no_heartbeat)
+
+    def revoke_and_verify(self, provisioner: Provisioner, request_id: str) -> tuple[RevokeOutcome, bool]:
+        """Take the access away, then look again independently: every revocation is done and checked so."""
+        outcome = provisioner.revoke(request_id)
+        return outcome, provisioner.verify_revoked(request_id)
 
     @activity.defn
     def provision(self, spec: GrantSpec) -> GrantOutcome:
@@ -119,10 +129,7 @@ class ProvisioningActivities:
     def deprovision(self, input: DeprovisionInput) -> RevokeOutcome:
         request_id = input.spec.request_id
         try:
-            provisioner = self._build(input.spec)
-            outcome = provisioner.revoke(request_id)
-            activity.heartbeat("verifying")
-            verified = provisioner.verify_revoked(request_id)
+            outcome, verified = self.revoke_and_verify(self._build(input.spec), request_id)
         except (ProvisionerError, ApplicationError) as e:
             self._failed(input.spec)
             if isinstance(e, ApplicationError) and not e.non_retryable:

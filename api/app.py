@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
         )
         app.state.verified_tokens = VerifiedTokens(app.state.keys, issuer=settings.token_issuer)
         app.state.requests = RequestService(
-            client, settings, policies, PageTokens.from_signing_key(app.state.keys.active)
+            client, settings, policies, PageTokens.from_signing_key(app.state.keys.active), app.state.grants
         )
         loop = asyncio.get_running_loop()
         policies.install_sighup(loop)

@@ -18,6 +18,7 @@ from typing import Any
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -35,6 +36,7 @@ from api.page_tokens import PageTokens
 from api.policies import PolicyRuntime
 from api.schemas import CreateRequest, Preview, RequestPage
 from core.durations import format_duration
+from core.grants import GrantRow, GrantStore
 from core.models import (
     AccessRequestInput,
     AccessRequestView,
@@ -42,11 +44,13 @@ from core.models import (
     Actor,
     ApproveInput,
     CancelInput,
+    Decision,
     DenyInput,
     ExtendInput,
     RevokeInput,
     Status,
 )
+from core.reconcile_schedule import reconcile_now
 from core.settings import Settings
 from core.temporal import (
     SA_ACTION,
@@ -57,7 +61,9 @@ from core.temporal import (
     SA_STATUS,
     workflow_id,
 )
-from workflows.access_request import AccessRequestWorkflow
+from workflows.access_request import CANCELLED_BY, AccessRequestWorkflow
+
+ORPHAN_REASON = "the request's workflow was ended outside jit-access (terminated in Temporal)"
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _IDEMPOTENCY_NS = uuid.UUID("6f1c2a4e-3b7d-4c55-9a0e-2d8f1e7b9c31")
@@ -66,9 +72,15 @@ _UPDATE_WAIT_S = 30.0
 
 class RequestService:
     def __init__(
-        self, client: Client, settings: Settings, policies: PolicyRuntime, page_tokens: PageTokens | None = None
+        self,
+        client: Client,
+        settings: Settings,
+        policies: PolicyRuntime,
+        page_tokens: PageTokens | None = None,
+        grants: GrantStore | None = None,
     ):
         self._client = client
+        self._grants = grants or GrantStore(settings.grants_db_path)
         self._settings = settings
         self._policies = policies
         self._page_tokens = page_tokens or PageTokens()
@@ -245,10 +257,19 @@ class RequestService:
         return await self._send(request_id, AccessRequestWorkflow.cancel, CancelInput(actor=actor, reason=reason))
 
     async def revoke(self, actor: Actor, request_id: str, reason: str) -> AccessRequestView:
-        view = await self._changeable(actor, request_id)
+        view = await self._changeable(actor, request_id, orphan_ok=True)
         permitted_by = decisions.check_revoke(self._policies.engine(), actor, view)
-        update = RevokeInput(actor=actor, reason=reason, permitted_by=permitted_by)
-        return await self._send(request_id, AccessRequestWorkflow.revoke, update)
+        if not view.orphaned:
+            update = RevokeInput(actor=actor, reason=reason, permitted_by=permitted_by)
+            try:
+                return await self._send(request_id, AccessRequestWorkflow.revoke, update)
+            except errors.Conflict:
+                # Ended between our read and the update: by its own end, or from outside.
+                if not (await self.get(actor, request_id)).orphaned:
+                    raise
+        # Its workflow was ended outside jit-access: revoke what it left, as the reconciler does.
+        await reconcile_now(self._client, self._settings, [request_id])
+        return await self.get(actor, request_id)
 
     async def extend(self, actor: Actor, request_id: str, duration_s: int, reason: str) -> AccessRequestView:
         await self._changeable(actor, request_id)
@@ -264,11 +285,13 @@ class RequestService:
         update = AcknowledgeInput(actor=actor, comment=comment)
         return await self._send(request_id, AccessRequestWorkflow.acknowledge, update)
 
-    async def _changeable(self, actor: Actor, request_id: str) -> AccessRequestView:
+    async def _changeable(self, actor: Actor, request_id: str, *, orphan_ok: bool = False) -> AccessRequestView:
         # Who cannot see a request gets 404 whatever they try on it.
         view = await self.get(actor, request_id)
         if view.status.is_terminal:
             raise errors.Conflict(f"request is {view.status}")
+        if view.orphaned and not orphan_ok:
+            raise errors.Conflict("the request's workflow was ended outside jit-access; only revoke is possible")
         return view
 
     async def _send(self, request_id: str, update: Any, arg: Any) -> AccessRequestView:
@@ -296,9 +319,15 @@ class RequestService:
 
     async def _query(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
         try:
-            return await handle.query(AccessRequestWorkflow.get, rpc_timeout=listing.QUERY_TIMEOUT)
+            view = await handle.query(AccessRequestWorkflow.get, rpc_timeout=listing.QUERY_TIMEOUT)
+            if view.status.is_terminal:
+                return view
+            # Not ended by its own workflow: is that workflow still running? A terminated
+            # one answers queries with the state it was cut off in.
+            running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         except RPCError as e:
             raise errors.from_rpc_error(e) from e
+        return view if running else _orphaned(view, self._grants.lookup(view.id))
 
 
 def _request_id(actor: Actor, idempotency_key: str | None) -> str:
@@ -328,6 +357,27 @@ def _same_request(existing: AccessRequestView, actor: Actor, body: CreateRequest
 def _summary(req: AccessRequestInput) -> str:
     text = f"{req.requester.sub}: {req.action} {req.resource} for {format_duration(req.duration_s)}"
     return f"{text} — {req.ticket}" if req.ticket else text
+
+
+def _orphaned(view: AccessRequestView, grant: GrantRow | None) -> AccessRequestView:
+    """A request whose workflow was ended outside jit-access, as it now stands.
+
+    Access it was granted stays ``active`` (with an alert) until the reconciler,
+    or a revoke, has tombstoned it; then it reads ``revoked``. A request that
+    never got access reads ``cancelled``."""
+    update: dict[str, Any] = {"orphaned": True}
+    if view.activated_at is None and view.status is not Status.PROVISIONING:
+        update["status"] = Status.CANCELLED
+        update["cancellation"] = Decision(actor=CANCELLED_BY, at=view.created_at, reason=ORPHAN_REASON)
+    elif grant is not None and grant.revoked_at is not None:
+        update["status"] = Status.REVOKED
+        update["ended_at"] = grant.revoked_at
+        update["revocation"] = view.revocation or Decision(
+            actor="reconciler", at=grant.revoked_at, reason=ORPHAN_REASON
+        )
+    else:
+        update["alert"] = "the request's workflow was ended outside jit-access; its access is being revoked"
+    return view.model_copy(update=update)
 
 
 def _initial_view(req: AccessRequestInput) -> AccessRequestView:

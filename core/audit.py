@@ -28,6 +28,9 @@ class AuditEventType(StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     REVIEWED = "reviewed"
+    # Revoked by the reconciler: the request's workflow had ended (terminated in
+    # Temporal UI, a bug) with its grant or its database role still in place.
+    ORPHAN_REVOKED = "orphan_revoked"
 
 
 class AuditEvent(BaseModel):

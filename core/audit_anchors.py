@@ -24,26 +24,14 @@ its workers write (PostgreSQL for workers on several machines).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
-)
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from core.audit_chain import Anchor, ChainHead
+from core.schedules import ensure_schedule, periodic
 from core.settings import Settings
 
 ANCHOR_WORKFLOW = "AuditAnchorWorkflow"
@@ -57,35 +45,20 @@ def schedule_id(settings: Settings) -> str:
     return f"{ANCHOR_ID_PREFIX}{settings.task_queue}"
 
 
-def _schedule(settings: Settings) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            ANCHOR_WORKFLOW,
-            id=schedule_id(settings),
-            task_queue=settings.task_queue,
-            execution_timeout=timedelta(minutes=5),
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.audit_anchor_interval_s))]),
-        # A run still going (store down) is not doubled; missed runs while the server was away are not caught up.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=1)),
-    )
-
-
 async def ensure_anchor_schedule(client: Client, settings: Settings) -> None:
     """Create the anchor schedule, or bring an existing one to these settings (keeping its paused state)."""
-    schedule = _schedule(settings)
-
-    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        return ScheduleUpdate(schedule=dataclasses.replace(schedule, state=current.description.schedule.state))
-
-    try:
-        try:
-            await client.create_schedule(schedule_id(settings), schedule, trigger_immediately=True)
-        except ScheduleAlreadyRunningError:
-            await client.get_schedule_handle(schedule_id(settings)).update(update)
-    except RPCError as e:
-        # Revoking access on time matters more than anchoring: run, and say so loudly.
-        log.error("audit anchors not scheduled (%s): jit audit verify cannot see records cut off at the end", e)
+    schedule = periodic(
+        ANCHOR_WORKFLOW,
+        id=schedule_id(settings),
+        task_queue=settings.task_queue,
+        every_s=settings.audit_anchor_interval_s,
+    )
+    await ensure_schedule(
+        client,
+        schedule_id(settings),
+        schedule,
+        missing="audit anchors stop: jit audit verify cannot see records cut off at the end",
+    )
 
 
 async def anchor_now(client: Client, settings: Settings) -> ChainHead:

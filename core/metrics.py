@@ -10,6 +10,7 @@ answers in the Prometheus text format with
     jit_time_to_approve_seconds            histogram  filed -> last approval, observed when the grant is issued
     jit_revocation_lag_seconds             histogram  revoked at - intended expiry (0 for an early revoke)
     jit_provisioner_failures_total         counter    failed provision/extend/deprovision attempts, by provisioner
+    jit_orphans_revoked_total              counter    access the reconciler revoked: its workflow had ended outside jit-access
 
 - then the Temporal SDK's runtime metrics (``temporal_*``: task slots, poll and
   schedule-to-start latencies, sticky cache, ...). The SDK's own Prometheus
@@ -73,6 +74,12 @@ class WorkerMetrics:
             "jit_provisioner_failures",
             "Failed attempts to provision, extend or deprovision access in a target system",
             ["provisioner"],
+            registry=self.registry,
+        )
+        self.orphans_revoked = Counter(
+            "jit_orphans_revoked",
+            "Grants or database roles the reconciler revoked because their request's workflow had ended "
+            "outside jit-access (terminated in Temporal UI, failed): each one is an alert",
             registry=self.registry,
         )
 

@@ -220,6 +220,9 @@ class AccessRequestView(BaseModel):
     # (both retry forever). JitAlert tells which: revoke_failing or audit_failing.
     alert: str | None = None
     principal: str | None = None  # e.g. the database role that held the access
+    # The request's workflow ended outside jit-access (terminated in Temporal UI):
+    # the API says so, and the reconciler revokes what it left (activities/reconcile.py).
+    orphaned: bool = False
     # Approval routing: the stage now waiting, and which groups may act in it.
     stage: str | None = None
     eligible_groups: list[str] = Field(default_factory=list)
@@ -231,3 +234,22 @@ class AccessRequestView(BaseModel):
     pending_extension: Decision | None = None
     policy_reasons: list[str] = Field(default_factory=list)
     policy_version: str
+
+
+# -- the reconciler (activities/reconcile.py) ------------------------------------
+
+
+class ReconcileInput(BaseModel):
+    # None: everything (the schedule); else only these requests (POST …/revoke).
+    request_ids: list[str] | None = None
+
+
+class OrphanRevoked(BaseModel):
+    request_id: str
+    workflow_status: str
+    removed: list[str] = Field(default_factory=list)
+
+
+class ReconcileReport(BaseModel):
+    checked: int = 0
+    revoked: list[OrphanRevoked] = Field(default_factory=list)

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # (core/audit_anchors.py): records newer than the last anchor can still be
     # cut off unnoticed for up to this long.
     audit_anchor_interval_s: float = Field(default=300.0, gt=0)
+    # How often the reconciler (workflows/reconciler.py) looks for access whose
+    # request's workflow ended outside jit-access (terminated in Temporal UI):
+    # such access outlives its end by at most this long.
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
 
     # Operations (README "Operations"). Logs: one JSON object a line, or "text" for
     # people (make run). The worker serves its metrics, the project's and the

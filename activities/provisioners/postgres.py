@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,6 +35,7 @@ from activities.provisioners.base import (
     no_heartbeat,
 )
 from activities.provisioners.postgres_config import (
+    ROLE_PREFIX,
     admin_dsn,
     credentials_for,
     derive_password,
@@ -61,6 +63,10 @@ _SESSIONS = sql.SQL(
     "AND (starts_with(usename, {prefix}) OR (datname = current_database() AND usesysid IS NOT NULL "
     "AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = usesysid)))"
 )
+
+
+# The comment every role gets at creation (grant): "jit-access request <id>: ...".
+_NOTE = re.compile(r"^jit-access request ([A-Za-z0-9-]{1,64}):")
 
 
 class PostgresProvisioner:
@@ -105,6 +111,20 @@ class PostgresProvisioner:
             (role_prefix(request_id),),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+    def request_ids(self) -> set[str]:
+        """The requests that still have a role here (read from each role's comment), for the reconciler."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE starts_with(rolname, %s)",
+                (ROLE_PREFIX,),
+            ).fetchall()
+        found = set()
+        for (note,) in rows:
+            match = _NOTE.match(note or "")
+            if match:
+                found.add(match.group(1))
+        return found
 
     def grant(self, spec: GrantSpec) -> GrantOutcome:
         privileges = self._cfg.privileges_for(spec.action)

@@ -144,6 +144,9 @@ async def credentials(
     if view.requester != user.sub:
         raise errors.Forbidden("only the requester may fetch the credentials")
     grant = grants.lookup(view.id)
+    if view.orphaned:
+        # Its workflow no longer runs, so nothing would end what we mint now.
+        raise errors.Conflict("the request's workflow was ended outside jit-access; no credentials are issued")
     if view.status is not Status.ACTIVE or grant is None or not grant.is_live(datetime.now(UTC)):
         raise errors.Conflict(f"request is {view.status}, not active")
     token, expires_at = access_tokens.mint(keys, grant, issuer=settings.token_issuer, ttl_s=settings.token_ttl_s)
