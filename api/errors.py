@@ -55,6 +55,10 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
+
+
 class Invalid(ApiError):
     status, code = 422, "invalid"
 
@@ -181,10 +185,15 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
     return Invalid(f"{field}: {rule}" if field else rule, field=field)
 
 
+def response(e: ApiError) -> JSONResponse:
+    """The answer to ``e``: also for the ASGI middlewares that answer before any route runs."""
+    return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status, headers=e.headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status, headers=e.headers)
+        return response(e)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError) -> JSONResponse:
