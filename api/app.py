@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, openapi_errors
 from api.body_limit import BodyLimitMiddleware
 from api.duplicate_keys import DuplicateKeysMiddleware
 from api.identity import IdentityVerifier
@@ -112,4 +112,5 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
+    openapi_errors.install(app)
     return app

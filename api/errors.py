@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -123,6 +124,9 @@ def _field_of(loc: tuple[Any, ...]) -> str | None:
 
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
+# Query filters go into a visibility query (api/listing.py): say what they may hold.
+_PATTERN_RULES = {r"^[A-Za-z0-9_.:/@+-]{1,200}$": "may hold only letters, digits and _.:/@+- (at most 200)"}
+
 # pydantic's wording, rewritten as "<field>: <rule>" reads: "reason: must not be empty".
 _RULES: dict[str, Callable[[dict[str, Any]], str]] = {
     "missing": lambda _: "is required",
@@ -132,7 +136,7 @@ _RULES: dict[str, Callable[[dict[str, Any]], str]] = {
         "must not be empty" if c.get("min_length") == 1 else f"must be at least {c.get('min_length')} characters"
     ),
     "string_too_long": lambda c: f"must be at most {c.get('max_length')} characters",
-    "string_pattern_mismatch": lambda _: "has characters that are not allowed",
+    "string_pattern_mismatch": lambda c: _PATTERN_RULES.get(c.get("pattern"), "has characters that are not allowed"),
     "int_type": lambda _: "must be a whole number",
     "int_parsing": lambda _: "must be a whole number",
     "int_from_float": lambda _: "must be a whole number",
@@ -190,6 +194,14 @@ def response(e: ApiError) -> JSONResponse:
     return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status, headers=e.headers)
 
 
+def _methods_of(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -200,10 +212,15 @@ def install(app: FastAPI) -> None:
         return await _api_error(request, validation_error(e.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(e.status_code, "http_error")
         message = _HTTP_MESSAGES.get(e.status_code, str(e.detail))
-        return JSONResponse(_body(code, message), status_code=e.status_code, headers=e.headers)
+        headers = e.headers
+        if e.status_code == 405:
+            # Starlette names the methods of the first route on the path only; one path here
+            # often has a route per method (GET and POST /v1/requests).
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
+        return JSONResponse(_body(code, message), status_code=e.status_code, headers=headers)
 
     @app.exception_handler(RPCError)
     async def _rpc(request: Request, e: RPCError) -> JSONResponse:

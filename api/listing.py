@@ -31,7 +31,8 @@ from core.temporal import (
 )
 from workflows.access_request import AccessRequestWorkflow
 
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")  # filter values go into a visibility query
+SAFE_PATTERN = r"^[A-Za-z0-9_.:/@+-]{1,200}$"
+_SAFE_VALUE = re.compile(SAFE_PATTERN)  # filter values go into a visibility query
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 

@@ -184,6 +184,8 @@ def payloads_from_json(body: bytes | str | Mapping[str, Any]) -> list[Payload]:
         parsed = json.loads(body) if isinstance(body, bytes | str) else dict(body)
         if not isinstance(parsed, dict):
             raise TypeError("expected a JSON object")
+        if not isinstance(parsed.get("payloads", []), list):
+            raise TypeError("payloads must be a list")  # protobuf would read null as none
         return list(json_format.ParseDict(parsed, Payloads()).payloads)
     except (ValueError, TypeError, json_format.ParseError, DecodeError) as e:
         raise CodecError(f"not a Payloads JSON object: {e}") from e

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors, listing
 from api.deps import CurrentUser, Engine, SettingsDep
+from api.openapi_errors import SIGNED_IN, documented
 from core.audit import AuditEvent
 from core.audit_store import STORE_ERRORS, open_audit_log
 
@@ -56,7 +57,10 @@ def _filter(value: str | None, field: str) -> str | None:
 @router.get(
     "/audit",
     response_class=StreamingResponse,
-    responses={200: {"content": {NDJSON: {}}, "description": "one audit event (JSON) per line"}},
+    responses={
+        200: {"content": {NDJSON: {}}, "description": "one audit event (JSON) per line"},
+        **documented(*SIGNED_IN, 403, 422),
+    },
 )
 async def export_audit(
     user: CurrentUser,
@@ -64,8 +68,8 @@ async def export_audit(
     settings: SettingsDep,
     from_: Annotated[str | None, Query(alias="from", max_length=64, description="ISO 8601, inclusive")] = None,
     to: Annotated[str | None, Query(max_length=64, description="ISO 8601, exclusive")] = None,
-    requester: Annotated[str | None, Query(max_length=200)] = None,
-    resource: Annotated[str | None, Query(max_length=200)] = None,
+    requester: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
+    resource: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
 ) -> StreamingResponse:
     """Every lifecycle event with ``from <= at < to``, ordered by time, request id, then seq.
 
