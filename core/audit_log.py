@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.audit import AuditEvent
+from core.private_files import private_file
 
 GENESIS = "0" * 64
 # An append runs as a local activity, inside the workflow task: a query of that
@@ -56,7 +57,7 @@ class AuditLog:
         self.path = path
         if not create:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)

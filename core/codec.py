@@ -40,6 +40,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
+from core.private_files import lock_file
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE_BYTES = 12
@@ -137,10 +139,12 @@ def parse_codec_keys(value: str) -> list[CodecKey]:
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     # API replicas and workers may start at once: only one creates the first key.
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = lock_file(directory)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _create_key(directory: Path) -> CodecKey:
