@@ -64,7 +64,7 @@ def _not_blank(value: str) -> str:
 
 
 def _ticket(value: str) -> str:
-    if not _TICKET.match(value):
+    if not _TICKET.fullmatch(value):  # not match: "$" takes a trailing newline
         raise ValueError("may hold only letters, digits and _ . : / # -")
     return value.strip()
 
