@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -94,6 +94,17 @@ def from_rpc_error(e: RPCError) -> ApiError:
         return Unavailable("Temporal is unreachable; try again shortly", headers={"Retry-After": "5"})
     log.error("Temporal call failed: %s %s", e.status, e.message)
     return Unavailable("Temporal refused the call; try again shortly", headers={"Retry-After": "5"})
+
+
+def query_failed() -> ApiError:
+    """A workflow that cannot answer its query (its task fails on the worker, or no worker
+    runs it): the request exists but cannot be read now. Never a 500; operators see it in
+    Temporal UI (a failing workflow task) and the worker's log."""
+    log.warning("a request's workflow did not answer its query")
+    return Unavailable(
+        "the request's workflow did not answer (its worker is failing on it or not running); try again shortly",
+        headers={"Retry-After": "5"},
+    )
 
 
 _HTTP_CODES = {
@@ -225,6 +236,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def _rpc(request: Request, e: RPCError) -> JSONResponse:
         return await _api_error(request, from_rpc_error(e))
+
+    @app.exception_handler(WorkflowQueryFailedError)
+    async def _query_failed(request: Request, _: WorkflowQueryFailedError) -> JSONResponse:
+        return await _api_error(request, query_failed())
 
     @app.exception_handler(RPCTimeoutOrCancelledError)
     async def _rpc_timeout(request: Request, e: RPCTimeoutOrCancelledError) -> JSONResponse:

@@ -19,6 +19,7 @@ from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
@@ -28,7 +29,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import decisions, errors, listing
 from api.page_tokens import PageTokens
@@ -297,7 +298,13 @@ class RequestService:
     async def _query(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
         try:
             return await handle.query(AccessRequestWorkflow.get, rpc_timeout=listing.QUERY_TIMEOUT)
+        except WorkflowQueryFailedError as e:
+            raise errors.query_failed() from e
         except RPCError as e:
+            # Temporal answered, but the workflow did not: its task is failing on the worker
+            # (or no worker runs it), so the query waited out its time.
+            if e.status is RPCStatusCode.DEADLINE_EXCEEDED:
+                raise errors.query_failed() from e
             raise errors.from_rpc_error(e) from e
 
 
