@@ -295,15 +295,23 @@ class RequestService:
             raise errors.NotFound("no such request")
         return self._client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request_id))
 
+    async def _reachable(self, handle: WorkflowHandle[Any, Any]) -> bool:
+        """Whether Temporal itself answers: tells a workflow that cannot answer from an outage."""
+        try:
+            await handle.describe(rpc_timeout=listing.QUERY_TIMEOUT)
+        except (RPCError, RPCTimeoutOrCancelledError):
+            return False
+        return True
+
     async def _query(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
         try:
             return await handle.query(AccessRequestWorkflow.get, rpc_timeout=listing.QUERY_TIMEOUT)
         except WorkflowQueryFailedError as e:
             raise errors.query_failed() from e
         except RPCError as e:
-            # Temporal answered, but the workflow did not: its task is failing on the worker
-            # (or no worker runs it), so the query waited out its time.
-            if e.status is RPCStatusCode.DEADLINE_EXCEEDED:
+            if e.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) and await self._reachable(handle):
+                # Temporal answers, the workflow does not: its task is failing on the worker
+                # (or no worker runs it), so the query waited out its time.
                 raise errors.query_failed() from e
             raise errors.from_rpc_error(e) from e
 
