@@ -23,7 +23,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, openapi_errors
+from api.body_limit import BodyLimitMiddleware
+from api.duplicate_keys import DuplicateKeysMiddleware
 from api.identity import IdentityVerifier
 from api.metrics import HttpMetrics, ObservabilityMiddleware
 from api.metrics import router as metrics_router
@@ -101,6 +103,9 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     )
     errors.install(app)
     app.state.http_metrics = HttpMetrics()
+    # Added innermost first: the access log and metrics see the 413s and 400s these answer.
+    app.add_middleware(DuplicateKeysMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.http_metrics)
     tokens.install(app)  # first: the busiest route is matched first
     app.include_router(metrics_router)
@@ -110,4 +115,5 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
+    openapi_errors.install(app)
     return app

@@ -15,7 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from starlette.routing import Route
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -55,6 +56,10 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
+
+
 class Invalid(ApiError):
     status, code = 422, "invalid"
 
@@ -91,6 +96,17 @@ def from_rpc_error(e: RPCError) -> ApiError:
     return Unavailable("Temporal refused the call; try again shortly", headers={"Retry-After": "5"})
 
 
+def query_failed() -> ApiError:
+    """A workflow that cannot answer its query (its task fails on the worker, or no worker
+    runs it): the request exists but cannot be read now. Never a 500; operators see it in
+    Temporal UI (a failing workflow task) and the worker's log."""
+    log.warning("a request's workflow did not answer its query")
+    return Unavailable(
+        "the request's workflow did not answer (its worker is failing on it or not running); try again shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -119,6 +135,9 @@ def _field_of(loc: tuple[Any, ...]) -> str | None:
 
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
+# Query filters go into a visibility query (api/listing.py): say what they may hold.
+_PATTERN_RULES = {r"^[A-Za-z0-9_.:/@+-]{1,200}$": "may hold only letters, digits and _.:/@+- (at most 200)"}
+
 # pydantic's wording, rewritten as "<field>: <rule>" reads: "reason: must not be empty".
 _RULES: dict[str, Callable[[dict[str, Any]], str]] = {
     "missing": lambda _: "is required",
@@ -128,7 +147,7 @@ _RULES: dict[str, Callable[[dict[str, Any]], str]] = {
         "must not be empty" if c.get("min_length") == 1 else f"must be at least {c.get('min_length')} characters"
     ),
     "string_too_long": lambda c: f"must be at most {c.get('max_length')} characters",
-    "string_pattern_mismatch": lambda _: "has characters that are not allowed",
+    "string_pattern_mismatch": lambda c: _PATTERN_RULES.get(c.get("pattern"), "has characters that are not allowed"),
     "int_type": lambda _: "must be a whole number",
     "int_parsing": lambda _: "must be a whole number",
     "int_from_float": lambda _: "must be a whole number",
@@ -181,24 +200,46 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
     return Invalid(f"{field}: {rule}" if field else rule, field=field)
 
 
+def response(e: ApiError) -> JSONResponse:
+    """The answer to ``e``: also for the ASGI middlewares that answer before any route runs."""
+    return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status, headers=e.headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status, headers=e.headers)
+        return response(e)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError) -> JSONResponse:
         return await _api_error(request, validation_error(e.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(e.status_code, "http_error")
         message = _HTTP_MESSAGES.get(e.status_code, str(e.detail))
-        return JSONResponse(_body(code, message), status_code=e.status_code, headers=e.headers)
+        headers = e.headers
+        if e.status_code == 405:
+            # Starlette names the methods of the first route on the path only; one path here
+            # often has a route per method (GET and POST /v1/requests).
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
+        return JSONResponse(_body(code, message), status_code=e.status_code, headers=headers)
 
     @app.exception_handler(RPCError)
     async def _rpc(request: Request, e: RPCError) -> JSONResponse:
         return await _api_error(request, from_rpc_error(e))
+
+    @app.exception_handler(WorkflowQueryFailedError)
+    async def _query_failed(request: Request, _: WorkflowQueryFailedError) -> JSONResponse:
+        return await _api_error(request, query_failed())
 
     @app.exception_handler(RPCTimeoutOrCancelledError)
     async def _rpc_timeout(request: Request, e: RPCTimeoutOrCancelledError) -> JSONResponse:

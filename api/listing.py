@@ -31,7 +31,8 @@ from core.temporal import (
 )
 from workflows.access_request import AccessRequestWorkflow
 
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")  # filter values go into a visibility query
+SAFE_PATTERN = r"^[A-Za-z0-9_.:/@+-]{1,200}$"
+_SAFE_VALUE = re.compile(SAFE_PATTERN)  # filter values go into a visibility query
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 
@@ -46,7 +47,7 @@ def to_approve_clauses(actor: Actor) -> list[str] | None:
     """Pending requests in a stage the caller's groups decide; None if no group can."""
     # A group name that cannot go into a query ("Domain Users") cannot be an approver group
     # either: skip it, as the visibility scope does, rather than refuse the caller.
-    safe_groups = [g for g in actor.groups if _SAFE_VALUE.match(g)]
+    safe_groups = [g for g in actor.groups if _SAFE_VALUE.fullmatch(g)]
     if not safe_groups:
         return None
     groups = ", ".join(quote(g, "to_approve") for g in safe_groups)
@@ -90,14 +91,14 @@ async def fetch_page(
 
 
 def quote(value: str, field: str) -> str:
-    if not _SAFE_VALUE.match(value):
+    if not _SAFE_VALUE.fullmatch(value):
         raise errors.Invalid(f"{field}: may hold only letters, digits and _.:/@+-", field=field)
     return f"'{value}'"
 
 
 def _scope_clause(actor: Actor) -> str:
     mine = f"JitRequester = {quote(actor.sub, 'identity')}"
-    groups = [g for g in actor.groups if _SAFE_VALUE.match(g)]
+    groups = [g for g in actor.groups if _SAFE_VALUE.fullmatch(g)]
     if not groups:
         return mine
     listed = ", ".join(f"'{g}'" for g in groups)

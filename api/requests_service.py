@@ -20,6 +20,7 @@ from temporalio.client import (
     RPCTimeoutOrCancelledError,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
@@ -29,7 +30,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import decisions, errors, listing
 from api.page_tokens import PageTokens
@@ -317,6 +318,14 @@ class RequestService:
             raise errors.NotFound("no such request")
         return self._client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request_id))
 
+    async def _reachable(self, handle: WorkflowHandle[Any, Any]) -> bool:
+        """Whether Temporal itself answers: tells a workflow that cannot answer from an outage."""
+        try:
+            await handle.describe(rpc_timeout=listing.QUERY_TIMEOUT)
+        except (RPCError, RPCTimeoutOrCancelledError):
+            return False
+        return True
+
     async def _query(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
         try:
             view = await handle.query(AccessRequestWorkflow.get, rpc_timeout=listing.QUERY_TIMEOUT)
@@ -325,7 +334,13 @@ class RequestService:
             # Not ended by its own workflow: is that workflow still running? A terminated
             # one answers queries with the state it was cut off in.
             running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        except WorkflowQueryFailedError as e:
+            raise errors.query_failed() from e
         except RPCError as e:
+            if e.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) and await self._reachable(handle):
+                # Temporal answers, the workflow does not: its task is failing on the worker
+                # (or no worker runs it), so the query waited out its time.
+                raise errors.query_failed() from e
             raise errors.from_rpc_error(e) from e
         return view if running else _orphaned(view, self._grants.lookup(view.id))
 

@@ -6,9 +6,9 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
 
-from core.durations import DurationError, parse_duration
+from core.durations import _CEILING_S, DurationError, parse_duration
 from core.models import Status
 from policy import StageSpec
 
@@ -35,20 +35,67 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-_TICKET = re.compile(r"^[A-Za-z0-9_.:/#-]+$")
+# Free text is printed by `jit show`, Temporal UI and audit exports: a control character
+# (ESC, CR, a newline, C1's CSI) could rewrite what a terminal shows, so none is taken.
+# The rules are checked on the text as sent, then surrounding spaces are dropped; the
+# same rules are the JSON schema's ``pattern`` (kept in step by tests/test_schema_rules.py).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_C = r"\x00-\x1f\x7f-\x9f"
+TEXT_PATTERN = rf"^[^{_C}]*$"
+REQUIRED_TEXT_PATTERN = rf"^[^{_C}]*[^\s{_C}][^{_C}]*$"  # and not only spaces
+TICKET_PATTERN = r"^ *[A-Za-z0-9_.:/#-]+ *$"
+_TICKET = re.compile(TICKET_PATTERN)
 
 
-def _ticket(value: str) -> str:
-    if not _TICKET.match(value):
-        raise ValueError("may hold only letters, digits and _ . : / # -")
+def _printable(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(
+            f"must not contain control characters (U+{ord(found.group()):04X} at character {found.start()}): "
+            "no newlines, tabs, escapes or other characters below U+0020 or from U+007F to U+009F"
+        )
+    return value.strip()
+
+
+def _not_blank(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
     return value
 
 
-Duration = Annotated[int, BeforeValidator(_duration)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Ticket = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_ticket)]
+def _ticket(value: str) -> str:
+    if not _TICKET.fullmatch(value):  # not match: "$" takes a trailing newline
+        raise ValueError("may hold only letters, digits and _ . : / # -")
+    return value.strip()
+
+
+def _text(max_length: int, *, required: bool) -> Any:
+    pattern = REQUIRED_TEXT_PATTERN if required else TEXT_PATTERN
+    checks = [AfterValidator(_printable), *([AfterValidator(_not_blank)] if required else [])]
+    return Annotated[str, Field(max_length=max_length, json_schema_extra={"pattern": pattern}), *checks]
+
+
+# A duration in the schema: seconds (> 0), or text the parser reads (zero is refused there).
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "exclusiveMinimum": 0, "maximum": _CEILING_S},
+        {
+            "type": "string",
+            # The shapes the parser reads, loosely (it names the exact rule): never empty.
+            "pattern": r"^ *(?:[Pp][0-9TDHMSdhms]+|[0-9]+[dhmsDHMS]?(?:[0-9]+[dhmsDHMS])*) *$",
+            "maxLength": 32,
+        },
+    ],
+    "description": 'ISO 8601 ("PT15M"), seconds (900) or short ("15m"); greater than zero',
+    "examples": ["PT15M", 900, "15m"],
+}
+Duration = Annotated[int, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Reason = _text(1000, required=True)
+Text = _text(1000, required=False)
+Identifier = _text(200, required=True)
+Ticket = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": TICKET_PATTERN}), AfterValidator(_ticket)
+]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp_text), AfterValidator(_aware)]
 
 
@@ -59,13 +106,13 @@ class _Body(BaseModel):
 class CreateRequest(_Body):
     resource: Identifier
     action: Identifier
-    duration: Duration = Field(description='ISO 8601 ("PT15M"), seconds (900) or short ("15m")')
+    duration: Duration
     reason: Reason
     ticket: Ticket | None = None
     start_at: Timestamp = None
     # An emergency: access at once, without approvers, reviewed afterwards (if the
     # policies permit the caller to break glass on this resource).
-    break_glass: bool = False
+    break_glass: StrictBool = False
 
 
 class Preview(BaseModel):
@@ -118,7 +165,7 @@ class RequestSummary(BaseModel):
     expires_at: datetime | None = None
     ended_at: datetime | None = None
     approvers: list[str] = Field(default_factory=list)
-    break_glass: bool = False
+    break_glass: StrictBool = False
     review: str | None = None  # break-glass only: "pending", then "acknowledged"
 
 

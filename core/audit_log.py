@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core.audit import AuditEvent
 from core.audit_chain import GENESIS, Anchor, Broken, ChainHead, Record, check_chain, record_hash, seal
+from core.private_files import private_file
 
 __all__ = ["GENESIS", "AuditLog", "Broken", "record_hash"]
 # An append runs as a local activity, inside the workflow task: a query of that
@@ -48,7 +49,7 @@ class AuditLog:
         self.path = path
         if not create:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN IMMEDIATE")

@@ -40,6 +40,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
+from core.private_files import lock_file
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE_BYTES = 12
@@ -137,10 +139,12 @@ def parse_codec_keys(value: str) -> list[CodecKey]:
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     # API replicas and workers may start at once: only one creates the first key.
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = lock_file(directory)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _create_key(directory: Path) -> CodecKey:
@@ -184,6 +188,8 @@ def payloads_from_json(body: bytes | str | Mapping[str, Any]) -> list[Payload]:
         parsed = json.loads(body) if isinstance(body, bytes | str) else dict(body)
         if not isinstance(parsed, dict):
             raise TypeError("expected a JSON object")
+        if not isinstance(parsed.get("payloads", []), list):
+            raise TypeError("payloads must be a list")  # protobuf would read null as none
         return list(json_format.ParseDict(parsed, Payloads()).payloads)
     except (ValueError, TypeError, json_format.ParseError, DecodeError) as e:
         raise CodecError(f"not a Payloads JSON object: {e}") from e

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.private_files import private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS grants (
     request_id   TEXT PRIMARY KEY,
@@ -53,7 +55,7 @@ class GrantRevokedError(Exception):
 class GrantStore:
     def __init__(self, path: Path):
         self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)

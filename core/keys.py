@@ -21,6 +21,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from core.private_files import lock_file
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -65,10 +67,12 @@ def _from_pem(pem: bytes) -> SigningKey:
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """Several processes (API replicas, tests) may start at once: create under a lock."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = lock_file(directory)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _write_private(path: Path, pem: bytes) -> None:

@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     # worker may take it: after a crash, the wait every running request pays.
     worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
 
+    # Request bodies larger than this are refused with 413 before they are read
+    # (api/body_limit.py), on every endpoint, signed in or not. The largest body
+    # the API takes is a codec batch from Temporal UI; 64 KiB holds many.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # The codec sign-in cookie is Secure whenever the request came over https. Behind
+    # a TLS-terminating proxy the scheme is X-Forwarded-Proto, believed only from the
+    # proxies uvicorn trusts (--forwarded-allow-ips / FORWARDED_ALLOW_IPS, default
+    # 127.0.0.1). True: always Secure, whatever the request says.
+    codec_cookie_always_secure: bool = False
+
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant
 

@@ -49,6 +49,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNa
 from temporalio.client import Client
 
 from core.durations import DurationError, format_duration, parse_duration
+from core.private_files import private_dir
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, search_attribute_flags
 from devstack.processes import POLL_S, Console, Fatal, Interrupted, Supervisor
@@ -300,7 +301,7 @@ class Stack:
     def run(self) -> None:
         started = time.monotonic()
         self.check_ports()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         self.say(f"data in {self.data_dir} (kept between runs)")
         self.start_temporal()
         self.wait_for_temporal()

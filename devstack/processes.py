@@ -109,6 +109,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 process_group=0,  # a terminal's Ctrl-C reaches only us; we stop the children in order
+                umask=0o077,  # what they write in the data dir (Temporal's SQLite file too) is the owner's alone
             )
         except OSError as e:
             raise Fatal(f"cannot start {name}: {e}") from e

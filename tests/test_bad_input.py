@@ -162,7 +162,19 @@ INVALID = [
     pytest.param({"requester": "bob"}, "requester", "not a field", id="extra-requester"),
     # reason rules
     pytest.param({"reason": ""}, "reason", "must not be empty", id="reason-empty"),
-    pytest.param({"reason": " \t\n "}, "reason", "must not be empty", id="reason-whitespace"),
+    pytest.param({"reason": "   \u3000 "}, "reason", "must not be empty", id="reason-whitespace"),
+    # control characters: nothing that could rewrite what a terminal shows (`jit show`)
+    pytest.param({"reason": " \t\n "}, "reason", "control characters", id="reason-tab-newline"),
+    pytest.param({"reason": "ok\x1b[2J\x1b[Happroved"}, "reason", "U+001B", id="reason-escape"),
+    pytest.param({"reason": "routine\rStatus: approved"}, "reason", "U+000D", id="reason-carriage-return"),
+    pytest.param({"reason": "line one\nline two"}, "reason", "no newlines", id="reason-newline"),
+    pytest.param({"reason": "debug\x7f"}, "reason", "U+007F", id="reason-delete"),
+    pytest.param({"reason": "debug\x9b2J"}, "reason", "U+009B", id="reason-c1-csi"),
+    pytest.param({"reason": "nul\x00"}, "reason", "control characters", id="reason-nul"),
+    pytest.param({"reason": "debug\n"}, "reason", "control characters", id="reason-trailing-newline"),
+    pytest.param({"ticket": "INC-1\n"}, "ticket", "letters, digits", id="ticket-trailing-newline"),
+    pytest.param({"ticket": "INC\x1b1"}, "ticket", "letters, digits", id="ticket-escape"),
+    pytest.param({"resource": "k8s:prod/logs\x1b"}, "resource", "control characters", id="resource-escape"),
     pytest.param({"reason": "x" * 1001}, "reason", "at most 1000", id="reason-too-long"),
     pytest.param({"resource": " "}, "resource", "must not be empty", id="resource-blank"),
     pytest.param({"resource": "r" * 201}, "resource", "at most 200", id="resource-too-long"),
@@ -440,6 +452,17 @@ async def test_bodies_of_actions_are_validated(stack: Stack) -> None:
     assert_error(
         await stack.http.post(f"{base}/cancel", json={"reason": 1}, headers=stack.auth(user)), 422, field="reason"
     )
+    # Control characters, in every free-text field of every action.
+    for suffix, body, headers in [
+        ("approve", {"comment": "fine\x1b]0;pwned\x07"}, bob),
+        ("deny", {"reason": "no\rStatus: approved"}, bob),
+        ("cancel", {"reason": "oops\x1b[1A"}, stack.auth(user)),
+        ("revoke", {"reason": "done\x00"}, stack.auth(user)),
+        ("extend", {"duration": "PT5M", "reason": "more\x85"}, stack.auth(user)),
+    ]:
+        field = next(iter(body.keys() - {"duration"}))
+        response = await stack.http.post(f"{base}/{suffix}", json=body, headers=headers)
+        assert_error(response, 422, code="invalid", field=field, says="control characters")
     view = await stack.http.get(base, headers=bob)
     assert view.json()["status"] == "pending"
     assert view.json()["approvals"] == []
@@ -501,6 +524,7 @@ async def test_introspect_of_an_identity_token_is_inactive(stack: Stack) -> None
 LIST_INVALID = [
     pytest.param({"requester": "x' OR 1=1"}, "requester", id="requester-injection"),
     pytest.param({"requester": "alice smith"}, "requester", id="requester-space"),
+    pytest.param({"requester": "alice\n"}, "requester", id="requester-trailing-newline"),
     pytest.param({"resource": "x') OR ('1'='1"}, "resource", id="resource-injection"),
     pytest.param({"resource": 'a"b'}, "resource", id="resource-double-quote"),
     pytest.param({"status": "bogus"}, "status", id="status-unknown"),

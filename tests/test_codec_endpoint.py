@@ -201,3 +201,37 @@ async def test_temporal_cli_decodes_history_through_the_endpoint(stack: Stack) -
     auditor = f"Bearer {stack.token('erin', 'auditors')}"
     opened = await started_input("--codec-endpoint", f"{stack.base_url}/codec", "--codec-auth", auditor)
     assert value_of({"payloads": [opened]})["reason"] == REASON  # type: ignore[index]
+
+
+async def test_login_cookie_is_secure_over_https_behind_a_trusted_proxy(stack: Stack) -> None:
+    # uvicorn trusts X-Forwarded-Proto from 127.0.0.1 (its default FORWARDED_ALLOW_IPS): our "proxy".
+    token = stack.token("erin", "auditors")
+    plain = await stack.http.post("/codec/login", data={"token": token})
+    assert plain.status_code == 303
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    behind_tls = await stack.http.post("/codec/login", data={"token": token}, headers={"X-Forwarded-Proto": "https"})
+    assert behind_tls.status_code == 303
+    cookie = behind_tls.headers["set-cookie"].lower()
+    assert "; secure" in cookie and "httponly" in cookie
+
+
+async def test_login_refuses_posts_from_other_origins(stack: Stack) -> None:
+    token = stack.token("erin", "auditors")
+    for origin in ("https://evil.example", "null", stack.settings.codec_cors_origin):
+        refused = await stack.http.post("/codec/login", data={"token": token}, headers={"Origin": origin})
+        assert refused.status_code == 403, (origin, refused.text)
+        assert "set-cookie" not in refused.headers
+        assert "/codec/login" in refused.json()["error"]["message"]
+    own = await stack.http.post("/codec/login", data={"token": token}, headers={"Origin": stack.base_url})
+    assert own.status_code == 303 and COOKIE in own.headers["set-cookie"]
+
+
+async def test_login_page_cannot_be_framed_and_runs_nothing(stack: Stack) -> None:
+    for response in (
+        await stack.http.get("/codec/login"),
+        await stack.http.post("/codec/login", data={"token": "nope"}),
+    ):
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert f"form-action 'self' {stack.settings.codec_cors_origin}" in csp
+        assert response.headers["x-frame-options"] == "DENY"

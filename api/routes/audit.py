@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 
 from api import errors, listing
 from api.deps import CurrentUser, Engine, SettingsDep, TemporalClient
+from api.openapi_errors import SIGNED_IN, documented
 from core.audit import AuditEvent
 from core.audit_anchors import read_anchors
 from core.audit_chain import Anchor
@@ -61,7 +62,10 @@ def _filter(value: str | None, field: str) -> str | None:
 @router.get(
     "/audit",
     response_class=StreamingResponse,
-    responses={200: {"content": {NDJSON: {}}, "description": "one audit event (JSON) per line"}},
+    responses={
+        200: {"content": {NDJSON: {}}, "description": "one audit event (JSON) per line"},
+        **documented(*SIGNED_IN, 403, 422),
+    },
 )
 async def export_audit(
     user: CurrentUser,
@@ -69,8 +73,8 @@ async def export_audit(
     settings: SettingsDep,
     from_: Annotated[str | None, Query(alias="from", max_length=64, description="ISO 8601, inclusive")] = None,
     to: Annotated[str | None, Query(max_length=64, description="ISO 8601, exclusive")] = None,
-    requester: Annotated[str | None, Query(max_length=200)] = None,
-    resource: Annotated[str | None, Query(max_length=200)] = None,
+    requester: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
+    resource: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
 ) -> StreamingResponse:
     """Every lifecycle event with ``from <= at < to``, ordered by time, request id, then seq.
 
@@ -122,7 +126,7 @@ class AuditVerification(BaseModel):
     broken: BrokenRecord | None
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", responses=documented(*SIGNED_IN, 403))
 async def verify_audit(
     user: CurrentUser, engine: Engine, settings: SettingsDep, client: TemporalClient
 ) -> AuditVerification:

@@ -6,24 +6,36 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api.openapi_errors import documented
 from core.settings import Settings
 
 router = APIRouter(tags=["health"])
 _TIMEOUT = timedelta(seconds=2)
 
 
-@router.get("/healthz")
+class Readiness(BaseModel):
+    status: str = Field(examples=["ok"])  # "ok", or "unavailable" with the 503
+    checks: dict[str, str]  # temporal, worker, policy: "ok" or what is wrong
+    policy: dict[str, object] | None = None
+
+
+@router.get("/healthz", responses=documented())
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={**documented(), 503: {"model": Readiness, "description": "not ready: `checks` says what is not"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the policies are loaded, Temporal answers and a worker polls the task queue."""
     client: Client = request.app.state.temporal

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from activities.provisioners.base import ProvisionerConfigError
 from activities.provisioners.postgres_config import credentials_for, load_password_secret
-from api import errors
+from api import errors, listing
 from api.deps import CurrentUser, Engine, Grants, Keys, Requests, SettingsDep
+from api.openapi_errors import SIGNED_IN, documented
 from api.schemas import (
     AcknowledgeBody,
     ApproveBody,
@@ -32,13 +33,20 @@ from core.settings import Settings
 router = APIRouter(prefix="/v1", tags=["requests"])
 
 
-@router.post("/requests", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/requests",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": AccessRequestView, "description": "an Idempotency-Key already used for this body: that request"},
+        **documented(*SIGNED_IN, 400, 403, 409, 422),
+    },
+)
 async def create_request(
     body: CreateRequest,
     user: CurrentUser,
     requests: Requests,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> AccessRequestView:
     view, created = await requests.create(user, body, idempotency_key)
     if not created:
@@ -47,19 +55,19 @@ async def create_request(
     return view
 
 
-@router.post("/requests/preview")
+@router.post("/requests/preview", responses=documented(*SIGNED_IN, 400, 422))
 async def preview_request(body: CreateRequest, user: CurrentUser, requests: Requests) -> Preview:
     """What ``POST /v1/requests`` would decide for this body, and why; nothing is started."""
     return requests.preview(user, body)
 
 
-@router.get("/requests")
+@router.get("/requests", responses=documented(*SIGNED_IN, 422))
 async def list_requests(
     user: CurrentUser,
     requests: Requests,
     status: Status | None = None,
-    requester: str | None = None,
-    resource: str | None = None,
+    requester: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
+    resource: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
     mine: bool = False,
     to_approve: bool = False,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -77,41 +85,41 @@ async def list_requests(
     )
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id}", responses=documented(*SIGNED_IN, 404))
 async def get_request(request_id: str, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.get(user, request_id)
 
 
-@router.post("/requests/{request_id}/approve")
+@router.post("/requests/{request_id}/approve", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def approve(
     request_id: str, user: CurrentUser, requests: Requests, body: ApproveBody | None = None
 ) -> AccessRequestView:
     return await requests.approve(user, request_id, body.comment if body else None)
 
 
-@router.post("/requests/{request_id}/deny")
+@router.post("/requests/{request_id}/deny", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def deny(request_id: str, body: DenyBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.deny(user, request_id, body.reason)
 
 
-@router.post("/requests/{request_id}/cancel")
+@router.post("/requests/{request_id}/cancel", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def cancel(
     request_id: str, user: CurrentUser, requests: Requests, body: CancelBody | None = None
 ) -> AccessRequestView:
     return await requests.cancel(user, request_id, body.reason if body else None)
 
 
-@router.post("/requests/{request_id}/revoke")
+@router.post("/requests/{request_id}/revoke", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def revoke(request_id: str, body: RevokeBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.revoke(user, request_id, body.reason)
 
 
-@router.post("/requests/{request_id}/extend")
+@router.post("/requests/{request_id}/extend", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def extend(request_id: str, body: ExtendBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.extend(user, request_id, body.duration, body.reason)
 
 
-@router.post("/requests/{request_id}/acknowledge")
+@router.post("/requests/{request_id}/acknowledge", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def acknowledge(
     request_id: str, user: CurrentUser, requests: Requests, body: AcknowledgeBody | None = None
 ) -> AccessRequestView:
@@ -119,7 +127,7 @@ async def acknowledge(
     return await requests.acknowledge(user, request_id, body.comment if body else None)
 
 
-@router.get("/reviews")
+@router.get("/reviews", responses=documented(*SIGNED_IN, 422))
 async def list_reviews(
     user: CurrentUser,
     requests: Requests,
@@ -130,7 +138,7 @@ async def list_reviews(
     return await requests.reviews(user, page_size=page_size, page_token=page_token)
 
 
-@router.get("/requests/{request_id}/credentials")
+@router.get("/requests/{request_id}/credentials", responses=documented(*SIGNED_IN, 403, 404, 409))
 async def credentials(
     request_id: str,
     user: CurrentUser,

@@ -22,7 +22,8 @@ from fastapi.routing import APIRoute
 
 from api import errors
 from api.deps import Keys, authenticate, current_engine
-from api.schemas import ErrorBody, Introspection
+from api.openapi_errors import SIGNED_IN, documented
+from api.schemas import Introspection
 from core import access_tokens
 from core.grants import GrantStore
 
@@ -34,7 +35,7 @@ _INACTIVE = {"active": False}
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.get("/.well-known/jwks.json")
+@router.get("/.well-known/jwks.json", responses=documented())
 async def jwks(keys: Keys) -> JSONResponse:
     # Short cache: a rotated-in key must reach verifiers before it signs much.
     return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -98,10 +99,9 @@ _FORM_BODY = {
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "not a form, or no (or more than one) `token`: `field` is `token`"},
-    401: {"model": ErrorBody, "description": "no identity, or not a valid one (with `WWW-Authenticate: Bearer`)"},
-    403: {"model": ErrorBody, "description": "the policies' `introspect` refuses the caller"},
-    503: {"model": ErrorBody, "description": "the identity provider's keys cannot be fetched"},
+    **documented(*SIGNED_IN),
+    400: {**documented(400)[400], "description": "not a form, or no (or more than one) `token`: `field` is `token`"},
+    403: {**documented(403)[403], "description": "the policies' `introspect` refuses the caller"},
 }
 
 
