@@ -117,22 +117,34 @@ def snapshot(
 
 
 def approver_reasons(engine: PolicyEngine, actor: Actor, view: AccessRequestView, *, policy_now: datetime) -> list[str]:
-    """Whether ``actor`` may decide (approve or deny) the stage ``view`` waits on: the
-    policies that permit it, or a 403 with the reason (e.g. MFA for production).
+    """Whether ``actor`` may decide (approve or deny) the stage ``view`` waits on, or its
+    pending extension: the policies that permit it, or a 403 with the reason (e.g. MFA
+    for production).
 
     Left to the workflow (which answers 409, or 403 "your own request"): a request
     that is not pending, and the requester."""
-    if view.status is not Status.PENDING or view.stage is None or actor.sub == view.requester:
+    if actor.sub == view.requester:
+        return []
+    if view.status is Status.PENDING and view.stage is not None:
+        stage, groups, duration_s, extension = view.stage, view.eligible_groups, view.duration_s, False
+    elif view.status is Status.ACTIVE and view.pending_extension is not None:
+        # An extension is decided by the first stage's approvers (the workflow checks which
+        # groups exactly), under the same rules, with the extension in the context.
+        stage = (view.approvals[0].stage or "") if view.approvals else ""
+        groups, extension = view.approver_groups, True
+        duration_s = view.pending_extension.duration_s or 0
+    else:
         return []
     decision = engine.may_approve(
         actor,
         requester=view.requester,
         resource=view.resource,
         action=view.action,
-        duration_s=view.duration_s,
-        stage=view.stage,
-        stage_groups=view.eligible_groups,  # the snapshot's, escalation included
+        duration_s=duration_s,
+        stage=stage,
+        stage_groups=groups,  # the snapshot's, escalation included
         escalated=view.escalated,
+        extension=extension,
         mfa=actor.mfa,
         now=policy_now,
         reason=view.reason,

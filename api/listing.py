@@ -44,7 +44,8 @@ def base_clauses(actor: Actor, *, sees_everything: bool) -> list[str]:
 
 
 def to_approve_clauses(actor: Actor) -> list[str] | None:
-    """Pending requests in a stage the caller's groups decide; None if no group can."""
+    """Pending requests, and active ones with an extension waiting, that the caller's groups
+    decide; None if no group can."""
     # A group name that cannot go into a query ("Domain Users") cannot be an approver group
     # either: skip it, as the visibility scope does, rather than refuse the caller.
     safe_groups = [g for g in actor.groups if _SAFE_VALUE.fullmatch(g)]
@@ -52,7 +53,7 @@ def to_approve_clauses(actor: Actor) -> list[str] | None:
         return None
     groups = ", ".join(quote(g, "to_approve") for g in safe_groups)
     return [
-        f"JitStatus = '{Status.PENDING}'",
+        f"(JitStatus = '{Status.PENDING}' OR (JitStatus = '{Status.ACTIVE}' AND JitExtensionPending = true))",
         f"JitApproverGroups IN ({groups})",
         f"JitRequester != {quote(actor.sub, 'to_approve')}",
     ]

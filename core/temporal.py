@@ -26,6 +26,8 @@ SA_ALERT = SearchAttributeKey.for_keyword("JitAlert")
 SA_BREAK_GLASS = SearchAttributeKey.for_bool("JitBreakGlass")
 # "pending" until an approver acknowledges a break-glass grant, then "acknowledged".
 SA_REVIEW = SearchAttributeKey.for_keyword("JitReview")
+# True while an extension waits for approval: an approver's "to approve" list shows it.
+SA_EXTENSION_PENDING = SearchAttributeKey.for_bool("JitExtensionPending")
 
 SEARCH_ATTRIBUTES = [
     SA_REQUESTER,
@@ -38,6 +40,7 @@ SEARCH_ATTRIBUTES = [
     SA_ALERT,
     SA_BREAK_GLASS,
     SA_REVIEW,
+    SA_EXTENSION_PENDING,
 ]
 
 # Plain pydantic payloads: the replay tests' committed histories and test

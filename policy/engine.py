@@ -171,6 +171,7 @@ class PolicyEngine:
         break_glass: bool = False,
         escalated: bool = False,
         stage_groups: list[str] | None = None,
+        extension: bool = False,
     ) -> Decision:
         """``stage_groups`` (snapshotted when the request was filed) wins over the catalog's
         current groups; ``escalated`` adds the stage's escalate_to groups to the catalog's."""
@@ -197,7 +198,7 @@ class PolicyEngine:
             mfa=mfa,
             now=now,
         )
-        ctx.update(requester=requester, stage=stage)
+        ctx.update(requester=requester, stage=stage, extension=extension)
         return self._single(actor, "approve", resource, ctx)
 
     def may_revoke(self, actor: Actor, *, requester: str, resource: str) -> Decision:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,3 +178,24 @@ async def test_failed_provisioning_rolls_back_and_fails(dev_env: WorkflowEnviron
     # Rolled back: a tombstone means a late retry can never make it live.
     grant = GrantStore(settings.grants_db_path).lookup(req.id)
     assert grant is not None and grant.revoked_at is not None
+
+
+async def test_an_extend_racing_a_revoke_is_told_the_truth(dev_env: WorkflowEnvironment, worker: Settings) -> None:
+    # Whichever lands first, the extend's caller learns whether it took effect:
+    # a 200 is an extension in the final record, anything else is a 409.
+    for _ in range(5):
+        handle = await start(dev_env.client, worker, request_input(approvals=0, duration_s=900))
+        await handle.execute_update(AccessRequestWorkflow.settled)
+        extend, revoke = await asyncio.gather(
+            handle.execute_update(AccessRequestWorkflow.extend, ExtendInput(actor=ALICE, duration_s=60, reason="x")),
+            handle.execute_update(AccessRequestWorkflow.revoke, RevokeInput(actor=ALICE, reason="done")),
+            return_exceptions=True,
+        )
+        assert not isinstance(revoke, BaseException)
+        final = await handle.result()
+        assert final.status is Status.REVOKED
+        if isinstance(extend, BaseException):
+            assert isinstance(extend, WorkflowUpdateFailedError) and failure_type(extend) == "Conflict"
+            assert final.extensions == []
+        else:
+            assert [e.duration_s for e in final.extensions] == [60]

@@ -265,6 +265,8 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         if self._status is Status.ACTIVE:
             self._pending_extension = None
             self._audit.emit(AuditEventType.EXTENSION_DENIED, actor=input.actor.sub, reason=input.reason)
+            if self._history_timers:
+                self._publish()
             return self._view()
         self._denial = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         self._status = Status.DENIED
@@ -329,6 +331,8 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
                 reason=input.reason,
                 duration_s=input.duration_s,
             )
+            if self._history_timers:
+                self._publish()  # into the approvers' "to approve" lists
             return self._view()
         await self._apply_extension(input.actor.sub, input.duration_s, input.reason, approved_by=[])
         return self._view()

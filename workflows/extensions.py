@@ -28,6 +28,8 @@ class ExtensionSteps(RequestState):
         self._audit.emit(AuditEventType.APPROVED, actor=input.actor.sub, reason=input.comment, extension=True)
         if len(self._extension_approvers) >= self._routing.stages[0].approvals:
             self._pending_extension = None
+            if self._history_timers:
+                self._publish()
             await self._apply_extension(
                 pending.actor, pending.duration_s, pending.reason, approved_by=list(self._extension_approvers)
             )

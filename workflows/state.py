@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         SA_APPROVERS,
         SA_BREAK_GLASS,
         SA_EXPIRES_AT,
+        SA_EXTENSION_PENDING,
         SA_REQUESTER,
         SA_RESOURCE,
         SA_REVIEW,
@@ -82,6 +83,9 @@ class RequestState:
         elif self._alert_published:
             updates.append(SA_ALERT.value_unset())
         self._alert_published = self._alert is not None
+        if self._history_timers and self._req.policy.extension_approval:
+            # (waits.HISTORY_TIMERS_PATCH: runs from before never set it)
+            updates.append(SA_EXTENSION_PENDING.value_set(self._pending_extension is not None))
         if self._req.policy.break_glass:
             updates.append(SA_BREAK_GLASS.value_set(True))
             if self._activated_at is not None:
