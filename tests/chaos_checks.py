@@ -80,9 +80,11 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
                     if r.status_code != 200 or r.json() != {"active": False}:
                         v.problems.append(f"token still introspects {r.status_code} {r.text[:100]}")
                         v.ended = False
-                _check_answers(v, final)
-                _check_reads(v, final)
+                if final is not None:  # without a final view there is nothing to hold the answers to
+                    _check_answers(v, final)
+                    _check_reads(v, final)
             _check_idempotency(v)
+            _check_server_errors(v)
             verdicts.append(v)
     return verdicts
 
@@ -103,8 +105,7 @@ def _check_final(v: Verdict, final: dict[str, Any] | None) -> None:
     expected = _expected_status(v.trace)
     if final["status"] not in expected:
         v.problems.append(f"ended {final['status']}, expected {' or '.join(sorted(expected))}")
-    v.activated = final.get("activated_at") is not None
-    if v.activated:
+    if final.get("activated_at") is not None:
         legit = _legit_expiries(final)
         if _dt(final["expires_at"]) != legit[-1]:
             v.problems.append(
@@ -113,14 +114,17 @@ def _check_final(v: Verdict, final: dict[str, Any] | None) -> None:
 
 
 def _check_grant(v: Verdict, final: dict[str, Any] | None, store: GrantStore, outages: list[Outage]) -> None:
-    if not v.activated or final is None:
-        return
     row = store.lookup(v.trace.request_id or "")
-    if row is None or row.revoked_at is None:
-        v.problems.append("grant store still holds a live grant" if row else "grant store has no row")
+    shown = [c.body for c in v.trace.calls if c.status == 200 and isinstance(c.body, dict)]
+    # Activated: any answer showed it active, or the store has its grant (not a rollback's bare tombstone).
+    v.activated = any(b.get("activated_at") for b in [*shown, final or {}]) or bool(row and row.requester)
+    if not v.activated:
         return
-    v.ended = True
-    expires = _dt(final["expires_at"])
+    if row is None or row.revoked_at is None:
+        v.problems.append("the grant store never revoked the grant" if row else "the grant store has no grant")
+        return
+    v.ended = final is not None and final.get("status") in TERMINAL
+    expires = _dt(final["expires_at"]) if final and final.get("expires_at") else row.expires_at
     lag = max(timedelta(0), row.revoked_at - expires)
     down = _overlap(outages, expires, row.revoked_at)
     v.lag_s = lag.total_seconds()
@@ -138,9 +142,6 @@ def _check_answers(v: Verdict, final: dict[str, Any] | None) -> None:
     extended = {e.get("reason") for e in final.get("extensions") or []}
     approvers = {a.get("approver") for a in final.get("approvals") or []}
     for c in v.trace.calls:
-        if c.status is not None and c.status >= 500 and c.status not in AMBIGUOUS:
-            v.server_errors += 1
-            v.problems.append(f"{c.verb} answered {c.status}: {str(c.body)[:120]}")
         if c.verb in ("get", "create", "credentials"):
             continue
         if c.status in AMBIGUOUS:
@@ -196,6 +197,14 @@ def _check_reads(v: Verdict, final: dict[str, Any] | None) -> None:
             v.problems.append(f"a read showed {c.body['status']} after one showed the request ended")
         else:
             v.reads_ok += 1
+
+
+def _check_server_errors(v: Verdict) -> None:
+    """A 500 is never an answer (Temporal down is a 503, a wrong state a 409)."""
+    for c in v.trace.calls:
+        if c.status is not None and c.status >= 500 and c.status not in AMBIGUOUS:
+            v.server_errors += 1
+            v.problems.append(f"{c.verb} answered {c.status}: {str(c.body)[:120]}")
 
 
 def _check_idempotency(v: Verdict) -> None:

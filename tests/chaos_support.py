@@ -38,6 +38,7 @@ class ChaosOptions:
     gap_s: tuple[float, float] = (4.0, 7.0)
     down_s: tuple[float, float] = (1.0, 2.5)
     sticky_timeout_s: float = 1.0
+    settle_s: float = 120.0  # how long a request may take to end past its expiry before it is reported stuck
 
 
 async def run_chaos(
@@ -52,7 +53,11 @@ async def run_chaos(
         workload = Workload(
             stack,
             WorkloadConfig(
-                requests=options.requests, window_s=options.window_s, durations_s=options.durations_s, seed=options.seed
+                requests=options.requests,
+                window_s=options.window_s,
+                durations_s=options.durations_s,
+                seed=options.seed,
+                settle_s=options.settle_s,
             ),
             run_id=uuid.uuid4().hex[:8],
         )

@@ -32,7 +32,6 @@ APPROVED = "postgres:orders/public.orders"  # one approval from db-owners
 TERMINAL = {"denied", "cancelled", "timed_out", "failed", "expired", "revoked"}
 AMBIGUOUS = {None, 502, 503, 504}  # no answer, or "may still be applied"
 SCENARIOS = ("expire", "extend_race", "revoke_race", "read_race", "deny", "cancel")
-SETTLE_S = 120.0  # a call retried this long, a request waited this long past its expiry, then given up
 
 
 @dataclass
@@ -70,6 +69,9 @@ class WorkloadConfig:
     durations_s: tuple[int, int] = (3, 5)
     extend_s: int = 3
     seed: int = 1
+    # A call retried this long, a request waited this long past its expiry, then given up:
+    # a request stuck for good (a workflow task failing forever) is reported, not waited on.
+    settle_s: float = 120.0
 
 
 class Workload:
@@ -145,24 +147,30 @@ class Workload:
         await duplicate
 
     async def _race(self, t: Trace, path: str, expires_at: datetime) -> None:
+        """At the expiry: reads hammer it (each replays the history when the worker caches nothing),
+        and the scenario's extend or revoke is sent within a few hundred milliseconds of it."""
         jitter = timedelta(seconds=self.rng.uniform(-0.4, 0.2))
+        period = 0.05 if t.scenario == "read_race" else 0.15
         if t.scenario == "extend_race":
             # One extend well before expiry (it must take effect), one at the new expiry (it may not).
             await _sleep_until(expires_at - timedelta(seconds=1.5))
             first = await self._extend(t, path, 1)
             if first.status == 200:
                 expires_at = datetime.fromisoformat(first.body["expires_at"])
-            await _sleep_until(expires_at + jitter)
+        reads = asyncio.create_task(self._hammer(t, path, expires_at, period))
+        await _sleep_until(expires_at + jitter)
+        if t.scenario == "extend_race":
             await self._extend(t, path, 2)
         elif t.scenario == "revoke_race":
-            await _sleep_until(expires_at + jitter)
             await self._call(t, "revoke", "POST", f"{path}/revoke", self.alice, {"reason": "chaos: racing expiry"})
-        elif t.scenario == "read_race":
-            await _sleep_until(expires_at - timedelta(seconds=1))
-            end = expires_at + timedelta(seconds=1.5)
-            while now() < end:
-                await self._call(t, "get", "GET", path, self.alice, timeout=5)
-                await asyncio.sleep(0.05)
+        await reads
+
+    async def _hammer(self, t: Trace, path: str, expires_at: datetime, period: float) -> None:
+        await _sleep_until(expires_at - timedelta(seconds=1))
+        end = expires_at + timedelta(seconds=1.5)
+        while now() < end:
+            await self._call(t, "get", "GET", path, self.alice, timeout=5)
+            await asyncio.sleep(period)
 
     async def _extend(self, t: Trace, path: str, n: int) -> Call:
         reason = f"chaos extend {t.key}/{n}"
@@ -177,8 +185,8 @@ class Workload:
         t.final = await self._until(t, lambda v: v["status"] in TERMINAL, "a terminal state")
 
     async def _until(self, t: Trace, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        """Poll the request (GET, as its requester) until ``done``; give up after SETTLE_S."""
-        deadline = time.monotonic() + SETTLE_S + t.duration_s + 2 * self.config.extend_s
+        """Poll the request (GET, as its requester) until ``done``; give up after ``settle_s``."""
+        deadline = time.monotonic() + self.config.settle_s + t.duration_s + 2 * self.config.extend_s
         last: Call | None = None
         while time.monotonic() < deadline:
             last = await self._call(t, "get", "GET", f"/v1/requests/{t.request_id}", self.alice, timeout=5)
@@ -193,7 +201,7 @@ class Workload:
         self, t: Trace, verb: str, method: str, path: str, headers: dict[str, str], body: Any = None
     ) -> Call:
         """Retry while the answer is ambiguous (API or Temporal down); every attempt is traced."""
-        deadline = time.monotonic() + SETTLE_S
+        deadline = time.monotonic() + self.config.settle_s
         while True:
             call = await self._call(t, verb, method, path, headers, body)
             if call.status not in AMBIGUOUS or time.monotonic() > deadline:

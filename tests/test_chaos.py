@@ -22,7 +22,7 @@ pytestmark = pytest.mark.chaos
 
 async def test_grants_end_on_time_and_callers_are_told_the_truth_under_sigkill(tmp_path: Path) -> None:
     lines: list[str] = []
-    results = await run_chaos(tmp_path / "chaos", ChaosOptions(), log=lines.append)
+    results = await run_chaos(tmp_path / "chaos", ChaosOptions(settle_s=45.0), log=lines.append)
     report = f"{markdown(results)}\n\n" + "\n".join(lines) + "\n\n" + json.dumps(results["problems"], indent=1)
     # The run injected what it says it did: each kind of process died and came back.
     assert all(n >= 1 for n in results["kills"].values()), report
