@@ -42,6 +42,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-duration", type=int, default=8, help="longest grant, seconds")
     p.add_argument("--gap", type=float, nargs=2, default=(4.0, 9.0), help="seconds between faults (min max)")
     p.add_argument("--down", type=float, nargs=2, default=(0.5, 4.0), help="seconds a killed process stays down")
+    p.add_argument("--no-outside", action="store_true", help="no workflows terminated/cancelled through Temporal")
+    p.add_argument(
+        "--settle", type=float, default=180.0, help="seconds a grant may take to end before it counts as stuck"
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="keep the processes' logs and data")
     return p.parse_args()
@@ -56,6 +60,8 @@ async def main() -> int:
         seed=args.seed,
         gap_s=tuple(args.gap),
         down_s=tuple(args.down),
+        outside=not args.no_outside,
+        settle_s=args.settle,
     )
     workdir = Path(tempfile.mkdtemp(prefix="jit-chaos-"))
     print(f"chaos: {args.requests} requests over {args.minutes:g} min, logs in {workdir}", flush=True)

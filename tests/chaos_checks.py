@@ -31,7 +31,7 @@ import httpx
 from core.grants import GrantStore
 from core.temporal import workflow_id
 from tests.chaos_stack import ChaosStack, Outage, now
-from tests.chaos_workload import AMBIGUOUS, TERMINAL, Call, Trace
+from tests.chaos_workload import AMBIGUOUS, OUTSIDE, TERMINAL, Call, Trace
 
 LATE_S = 2.0  # beyond the downtime in its span, a grant ending later than this is a failure
 
@@ -73,6 +73,12 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
             if t.request_id is not None:
                 wid = workflow_id(t.request_id)
                 v.executions = len([w async for w in client.list_workflows(f"WorkflowId = '{wid}'")])
+                if t.scenario in OUTSIDE:
+                    _check_ended_outside(v, store)
+                    _check_idempotency(v)
+                    _check_server_errors(v)
+                    verdicts.append(v)
+                    continue
                 _check_final(v, final)
                 _check_grant(v, final, store, stack.outages)
                 if t.token is not None:
@@ -134,6 +140,18 @@ def _check_grant(v: Verdict, final: dict[str, Any] | None, store: GrantStore, ou
             f"ended {v.lag_s:.1f}s after expiry, {down.total_seconds():.1f}s of it downtime: "
             f"{v.beyond_s:.1f}s late beyond downtime"
         )
+
+
+def _check_ended_outside(v: Verdict, store: GrantStore) -> None:
+    """Terminated or cancelled through Temporal: whatever the workflow shows, the grant must be revoked."""
+    row = store.lookup(v.trace.request_id or "")
+    v.activated = bool(row and row.requester)
+    if v.trace.revoked_after_s is None:
+        v.problems.append(f"{v.trace.scenario} from Temporal left the access token active")
+    if row is None or row.revoked_at is None:
+        v.problems.append(f"{v.trace.scenario} from Temporal: the grant store never revoked the grant")
+    else:
+        v.ended = v.trace.revoked_after_s is not None
 
 
 def _check_answers(v: Verdict, final: dict[str, Any] | None) -> None:
@@ -252,7 +270,9 @@ def _dt(value: str) -> datetime:
 def summarize(stack: ChaosStack, verdicts: list[Verdict], elapsed_s: float) -> dict[str, Any]:
     beyond = sorted(v.beyond_s for v in verdicts if v.beyond_s is not None)
     lags = sorted(v.lag_s for v in verdicts if v.lag_s is not None)
-    activated = [v for v in verdicts if v.activated]
+    activated = [v for v in verdicts if v.activated and v.trace.scenario not in OUTSIDE]
+    outside = [v for v in verdicts if v.trace.scenario in OUTSIDE]
+    inside = [v for v in verdicts if v.trace.scenario not in OUTSIDE]
     problems = [
         f"request {v.trace.index} ({v.trace.scenario}, {v.trace.resource}, {v.trace.request_id}): {p}"
         for v in verdicts
@@ -271,13 +291,17 @@ def summarize(stack: ChaosStack, verdicts: list[Verdict], elapsed_s: float) -> d
             _overlap(stack.outages, min((o.down_at for o in stack.outages), default=now()), now()).total_seconds(), 1
         ),
         "right_terminal_state": [
-            sum(not any(p.startswith(("ended ", "not ended")) for p in v.problems) for v in verdicts),
-            len(verdicts),
+            sum(not any(p.startswith(("ended ", "not ended")) for p in v.problems) for v in inside),
+            len(inside),
         ],
         "grants_ended": [sum(v.ended for v in activated), len(activated)],
         "lag_s": _quantiles(lags),
         "lag_beyond_downtime_s": _quantiles(beyond),
         "late_beyond_downtime": sum(b > LATE_S for b in beyond),
+        "ended_outside_api": [sum(v.ended for v in outside), len(outside)],
+        "ended_outside_revoked_after_s": _quantiles(
+            sorted(t for t in (v.trace.revoked_after_s for v in outside) if t is not None)
+        ),
         "idempotency_keys": len(verdicts),
         "keys_repeated_across_kill": sum(v.repeated_across_kill for v in verdicts),
         "duplicates": sum(max(len(v.ids), v.executions) > 1 for v in verdicts),
@@ -316,6 +340,7 @@ def markdown(r: dict[str, Any]) -> str:
         ("lag after expiry p50 / p99 / max", f"{s(lag['p50'])} / {s(lag['p99'])} / {s(lag['max'])}"),
         ("lag beyond downtime p50 / p99 / max", f"{s(b['p50'])} / {s(b['p99'])} / {s(b['max'])}"),
         (f"grants ended > downtime + {LATE_S:.0f} s late", str(r["late_beyond_downtime"])),
+        ("ended from Temporal (terminate/cancel): grants revoked", "{}/{}".format(*r["ended_outside_api"]) + (f", within {s(r['ended_outside_revoked_after_s']['max'])}" if r["ended_outside_revoked_after_s"]["max"] is not None else "")),
         ("duplicates per Idempotency-Key", f"{r['duplicates']} ({r['idempotency_keys']} keys, {r['keys_repeated_across_kill']} repeated across a kill)"),
         ("racing callers told the truth", "{}/{}".format(*r["callers_told_truth"]) + f" ({r['ambiguous_answers']} ambiguous answers not judged)"),
         ("reads consistent", "{}/{}".format(*r["reads_consistent"])),

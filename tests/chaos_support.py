@@ -39,6 +39,9 @@ class ChaosOptions:
     down_s: tuple[float, float] = (1.0, 2.5)
     sticky_timeout_s: float = 1.0
     settle_s: float = 120.0  # how long a request may take to end past its expiry before it is reported stuck
+    # Also terminate/cancel some workflows through Temporal, as from its UI: each grant must still be
+    # revoked (by the reconciler) within settle_s.
+    outside: bool = False
 
 
 async def run_chaos(
@@ -58,6 +61,7 @@ async def run_chaos(
                 durations_s=options.durations_s,
                 seed=options.seed,
                 settle_s=options.settle_s,
+                outside=options.outside,
             ),
             run_id=uuid.uuid4().hex[:8],
         )

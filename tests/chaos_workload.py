@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from core.temporal import workflow_id
 from tests.chaos_stack import ChaosStack, now
 
 AUTO = "k8s:prod/logs"  # auto-approved
@@ -32,6 +33,9 @@ APPROVED = "postgres:orders/public.orders"  # one approval from db-owners
 TERMINAL = {"denied", "cancelled", "timed_out", "failed", "expired", "revoked"}
 AMBIGUOUS = {None, 502, 503, 504}  # no answer, or "may still be applied"
 SCENARIOS = ("expire", "extend_race", "revoke_race", "read_race", "deny", "cancel")
+# Ended from Temporal (UI, CLI) rather than the API: the grant (ten minutes) must still be revoked.
+OUTSIDE = ("terminate", "cancel_workflow")
+OUTSIDE_DURATION_S = 600
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Trace:
     token: str | None = None  # an access token fetched while active, introspected at the end
     final: dict[str, Any] | None = None
     gave_up: str | None = None  # why the scenario could not finish
+    ended_outside_at: datetime | None = None  # when Temporal was told to terminate/cancel the workflow
+    revoked_after_s: float | None = None  # then how long until its token introspected inactive
 
     def of(self, verb: str) -> list[Call]:
         return [c for c in self.calls if c.verb == verb]
@@ -72,6 +78,7 @@ class WorkloadConfig:
     # A call retried this long, a request waited this long past its expiry, then given up:
     # a request stuck for good (a workflow task failing forever) is reported, not waited on.
     settle_s: float = 120.0
+    outside: bool = False  # also end some workflows from Temporal directly (OUTSIDE scenarios)
 
 
 class Workload:
@@ -86,19 +93,19 @@ class Workload:
         self.traces: list[Trace] = []
 
     async def run(self) -> list[Trace]:
-        scenarios = list(SCENARIOS)
+        scenarios = list(SCENARIOS) + (list(OUTSIDE) if self.config.outside else [])
         self.rng.shuffle(scenarios)
         picks = cycle(scenarios)
         tasks = []
         started = time.monotonic()
         for i in range(self.config.requests):
             scenario = next(picks)
-            auto = scenario not in ("deny", "cancel") and i % 2 == 0
+            auto = scenario in OUTSIDE or (scenario not in ("deny", "cancel") and i % 2 == 0)
             trace = Trace(
                 index=i,
                 scenario=scenario,
                 resource=AUTO if auto else APPROVED,
-                duration_s=self.rng.randint(*self.config.durations_s),
+                duration_s=OUTSIDE_DURATION_S if scenario in OUTSIDE else self.rng.randint(*self.config.durations_s),
                 key=f"{self.run_id}-{i}",
             )
             self.traces.append(trace)
@@ -142,6 +149,10 @@ class Workload:
             creds = await self._settled(t, "credentials", "GET", f"{path}/credentials", self.alice)
             if creds.status == 200:
                 t.token = creds.body["access_token"]
+            if t.scenario in OUTSIDE:
+                await self._end_outside(t)
+                await duplicate
+                return
             await self._race(t, path, datetime.fromisoformat(view["expires_at"]))
         await self._until_terminal(t)
         await duplicate
@@ -171,6 +182,34 @@ class Workload:
         while now() < end:
             await self._call(t, "get", "GET", path, self.alice, timeout=5)
             await asyncio.sleep(period)
+
+    async def _end_outside(self, t: Trace) -> None:
+        """Terminate or cancel the workflow through Temporal, as from its UI; then wait for the token to die."""
+        assert t.request_id is not None
+        deadline = time.monotonic() + self.config.settle_s
+        while True:
+            try:
+                client = await self.stack.client()
+                handle = client.get_workflow_handle(workflow_id(t.request_id))
+                if t.scenario == "terminate":
+                    await handle.terminate(reason="chaos: ended from Temporal UI")
+                else:
+                    await handle.cancel()
+                break
+            except Exception as e:  # Temporal down: try again until the deadline
+                if time.monotonic() > deadline:
+                    raise GiveUp(f"could not {t.scenario}: {e}") from e
+                await asyncio.sleep(0.3)
+        t.ended_outside_at = now()
+        server = self.stack.auth("orders-db", "resource-servers")
+        while time.monotonic() < deadline:
+            r = await self._call(t, "introspect", "POST", "/v1/introspect", server, form={"token": t.token})
+            if r.status == 200 and r.body == {"active": False}:
+                t.revoked_after_s = (r.sent_at - t.ended_outside_at).total_seconds()
+                break
+            await asyncio.sleep(0.5)
+        final = await self._call(t, "get", "GET", f"/v1/requests/{t.request_id}", self.alice, timeout=5)
+        t.final = final.body if final.status == 200 else None
 
     async def _extend(self, t: Trace, path: str, n: int) -> Call:
         reason = f"chaos extend {t.key}/{n}"
@@ -219,10 +258,11 @@ class Workload:
         *,
         note: str = "",
         timeout: float = 40,
+        form: dict[str, Any] | None = None,
     ) -> Call:
         sent, kills = now(), sum(self.stack.kills.values())
         try:
-            r = await self.http.request(method, path, headers=headers, json=body, timeout=timeout)
+            r = await self.http.request(method, path, headers=headers, json=body, data=form, timeout=timeout)
         except httpx.HTTPError:
             call = Call(verb, sent, now(), None, note=note, kills_before=kills)
         else:
