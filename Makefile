@@ -4,6 +4,9 @@
 # make bench    benchmarks against a fresh Temporal dev server, loopback only (~45 min on 2 cores:
 #               revocation with 1,000 and 5,000 grants active, their expiries over 5 minutes):
 #               prints the figures and writes docs/benchmarks.md and its plots (not part of make test)
+# make chaos    chaos run (~10 min on 2 cores): the Temporal dev server, worker and API SIGKILLed and
+#               restarted while grants expire and are read, extended, revoked; prints the results table
+#               and writes bench/results/chaos.json (ARGS="--requests 40 --minutes 2" for a shorter one)
 # make lint     ruff check + ruff format --check
 # make fmt      ruff format + ruff check --fix
 # make clean    remove .venv and caches (never the data)
@@ -18,7 +21,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench lint fmt clean clean-data chromium
+.PHONY: help run test bench chaos lint fmt clean clean-data chromium
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -50,6 +53,9 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/revocation.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/policy_bench.py
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
