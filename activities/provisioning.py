@@ -92,9 +92,12 @@ class ProvisioningActivities:
         """A provisioner outside an activity's heartbeat (the reconciler's own loop heartbeats)."""
         return self._build(spec, no_heartbeat)
 
-    def revoke_and_verify(self, provisioner: Provisioner, request_id: str) -> tuple[RevokeOutcome, bool]:
+    def revoke_and_verify(
+        self, provisioner: Provisioner, request_id: str, heartbeat: Heartbeat = no_heartbeat
+    ) -> tuple[RevokeOutcome, bool]:
         """Take the access away, then look again independently: every revocation is done and checked so."""
         outcome = provisioner.revoke(request_id)
+        heartbeat("verifying")
         return outcome, provisioner.verify_revoked(request_id)
 
     @activity.defn
@@ -129,7 +132,7 @@ class ProvisioningActivities:
     def deprovision(self, input: DeprovisionInput) -> RevokeOutcome:
         request_id = input.spec.request_id
         try:
-            outcome, verified = self.revoke_and_verify(self._build(input.spec), request_id)
+            outcome, verified = self.revoke_and_verify(self._build(input.spec), request_id, activity.heartbeat)
         except (ProvisionerError, ApplicationError) as e:
             self._failed(input.spec)
             if isinstance(e, ApplicationError) and not e.non_retryable:

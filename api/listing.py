@@ -23,6 +23,7 @@ from core.temporal import (
     SA_APPROVERS,
     SA_BREAK_GLASS,
     SA_EXPIRES_AT,
+    SA_EXTENSION_PENDING,
     SA_REQUESTER,
     SA_RESOURCE,
     SA_REVIEW,
@@ -121,4 +122,5 @@ def summary_of(w: WorkflowExecution) -> RequestSummary:
         approvers=list(sa.get(SA_APPROVERS) or []),
         break_glass=bool(sa.get(SA_BREAK_GLASS)),
         review=sa.get(SA_REVIEW),
+        extension_pending=bool(sa.get(SA_EXTENSION_PENDING)),
     )

@@ -227,7 +227,8 @@ class RequestService:
             page_size=page_size,
             page_token=page_token,
             # Approved in an earlier stage: not theirs to approve again.
-            keep=(lambda i: actor.sub not in i.approvers) if to_approve else (lambda _: True),
+            # (An extension is decided again, by the same approvers.)
+            keep=(lambda i: i.extension_pending or actor.sub not in i.approvers) if to_approve else (lambda _: True),
         )
 
     async def reviews(self, actor: Actor, *, page_size: int, page_token: str | None) -> RequestPage:

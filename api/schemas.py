@@ -167,6 +167,7 @@ class RequestSummary(BaseModel):
     approvers: list[str] = Field(default_factory=list)
     break_glass: StrictBool = False
     review: str | None = None  # break-glass only: "pending", then "acknowledged"
+    extension_pending: StrictBool = False  # an extension of this active grant waits for approval
 
 
 class RequestPage(BaseModel):

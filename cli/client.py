@@ -154,6 +154,8 @@ def status_line(view: dict[str, Any]) -> str:
     pending = view.get("pending_extension")
     if pending:
         line += f"  (extension of {format_duration(pending['duration_s'])} waiting for approval)"
+    elif view.get("extension_pending"):  # a list row: the summary says only that one waits
+        line += "  (extension waiting for approval)"
     if view.get("review_pending"):
         line += "  (break-glass: review pending)"
     return line

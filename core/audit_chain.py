@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -163,3 +165,34 @@ def _described(anchor: Anchor) -> str:
     where = f" (Temporal workflow {anchor.workflow_id})" if anchor.workflow_id else ""
     count = anchor.head.count
     return f"the anchor{when}{where}, which saw {count} record{'s' if count != 1 else ''} ending here"
+
+
+class ChainedLog:
+    """What both stores answer the same way, over their own ``records()`` and table."""
+
+    TABLE: str
+
+    def records(self) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def _connect(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def head(self) -> ChainHead:
+        """The newest record and the count, read in one statement (one snapshot)."""
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT n, event_id, hash, (SELECT count(*) FROM {self.TABLE}) FROM {self.TABLE} "  # noqa: S608 - a class constant
+                "ORDER BY n DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return ChainHead(n=0, event_id="", hash=GENESIS, count=0)
+        return ChainHead(n=row[0], event_id=row[1], hash=row[2], count=row[3])
+
+    def verify(self, anchors: Sequence[Anchor] = ()) -> Broken | None:
+        """Recompute the chain; the first record that does not hold, or None."""
+        return self.check(anchors)[1]
+
+    def check(self, anchors: Sequence[Anchor] = ()) -> tuple[int, Broken | None]:
+        """Recompute the chain against ``anchors``: (records that hold, the first that does not or None)."""
+        return check_chain(self.records(), anchors)

@@ -13,13 +13,13 @@ reads a time window in event order (time, request id, seq), as
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.audit import AuditEvent
-from core.audit_chain import GENESIS, Anchor, Broken, ChainHead, Record, check_chain, record_hash, seal
+from core.audit_chain import GENESIS, Broken, ChainedLog, Record, record_hash, seal
 from core.private_files import private_file
 
 __all__ = ["GENESIS", "AuditLog", "Broken", "record_hash"]
@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS audit (
 _ADD_VERSION = "ALTER TABLE audit ADD COLUMN v INTEGER NOT NULL DEFAULT 1"
 
 
-class AuditLog:
+class AuditLog(ChainedLog):
+    TABLE = "audit"
+
     def __init__(self, path: Path, *, create: bool = True):
         """``create=False`` to read an existing log (export, verify) without writing to it."""
         self.path = path
@@ -147,24 +149,6 @@ class AuditLog:
                 f"SELECT n, event_id, at, body, prev_hash, hash, {version} FROM audit ORDER BY n"  # noqa: S608 - fixed text
             ):
                 yield Record(n, event_id, _stored_time(at), body, prev_hash, digest, v)
-
-    def head(self) -> ChainHead:
-        """The newest record and the count, read in one statement (one snapshot)."""
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT n, event_id, hash, (SELECT count(*) FROM audit) FROM audit ORDER BY n DESC LIMIT 1"
-            ).fetchone()
-        if row is None:
-            return ChainHead(n=0, event_id="", hash=GENESIS, count=0)
-        return ChainHead(n=row[0], event_id=row[1], hash=row[2], count=row[3])
-
-    def verify(self, anchors: Sequence[Anchor] = ()) -> Broken | None:
-        """Recompute the chain; the first record that does not hold, or None."""
-        return self.check(anchors)[1]
-
-    def check(self, anchors: Sequence[Anchor] = ()) -> tuple[int, Broken | None]:
-        """Recompute the chain against ``anchors``: (records that hold, the first that does not or None)."""
-        return check_chain(self.records(), anchors)
 
 
 def _has_version(db: sqlite3.Connection) -> bool:

@@ -11,13 +11,13 @@ The DSN holds a password: it is never logged nor shown (not even in ``repr``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
 
 from core.audit import AuditEvent
-from core.audit_chain import GENESIS, Anchor, Broken, ChainHead, Record, check_chain, seal
+from core.audit_chain import GENESIS, ChainedLog, Record, seal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jit_audit (
@@ -47,7 +47,9 @@ def _utc(moment: datetime) -> datetime:
 APPEND_WAIT_S = 3
 
 
-class PostgresAuditLog:
+class PostgresAuditLog(ChainedLog):
+    TABLE = "jit_audit"
+
     def __init__(self, dsn: str, *, create: bool = True):
         """``create=False`` to read an existing log (export, verify) without writing to it."""
         self._dsn = dsn
@@ -147,21 +149,3 @@ class PostgresAuditLog:
                 cur.execute(f"SELECT n, event_id, at, body, prev_hash, hash, {version} FROM jit_audit ORDER BY n")  # noqa: S608 - fixed text
                 for n, event_id, at, body, prev_hash, digest, v in cur:
                     yield Record(n, event_id, at, body, prev_hash, digest, v)
-
-    def head(self) -> ChainHead:
-        """The newest record and the count, read in one statement (one snapshot)."""
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT n, event_id, hash, (SELECT count(*) FROM jit_audit) FROM jit_audit ORDER BY n DESC LIMIT 1"
-            ).fetchone()
-        if row is None:
-            return ChainHead(n=0, event_id="", hash=GENESIS, count=0)
-        return ChainHead(n=row[0], event_id=row[1], hash=row[2], count=row[3])
-
-    def verify(self, anchors: Sequence[Anchor] = ()) -> Broken | None:
-        """Recompute the chain; the first record that does not hold, or None."""
-        return self.check(anchors)[1]
-
-    def check(self, anchors: Sequence[Anchor] = ()) -> tuple[int, Broken | None]:
-        """Recompute the chain against ``anchors``: (records that hold, the first that does not or None)."""
-        return check_chain(self.records(), anchors)
