@@ -90,7 +90,8 @@ def _page_headers(settings: Settings) -> dict[str, str]:
     return {
         "Content-Security-Policy": csp,
         "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
+        # not no-referrer: with it, browsers send "Origin: null" on the form post, which is refused
+        "Referrer-Policy": "same-origin",
         "Cache-Control": "no-store",
     }
 
