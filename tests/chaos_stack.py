@@ -252,9 +252,18 @@ class ChaosStack:
         prefix = f"{worker.proc.pid}@"
         deadline = time.monotonic() + READY_TIMEOUT_S
         client: Client | None = None
+        deaths = 0
         while True:
             if not worker.alive():
-                raise RuntimeError(f"worker exited:\n{self.log_tails()}")
+                # A worker that exits on its own (e.g. it lost its server at start-up) is a finding,
+                # counted in worker_deaths and kept in its log; start it again, a few times at most.
+                deaths += 1
+                self.worker_deaths += 1
+                if deaths > 3:
+                    raise RuntimeError(f"worker keeps exiting:\n{self.log_tails()}")
+                worker.spawn()
+                assert worker.proc is not None
+                prefix = f"{worker.proc.pid}@"
             try:
                 client = client or await self.client()
                 queue = await client.workflow_service.describe_task_queue(

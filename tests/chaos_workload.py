@@ -217,7 +217,7 @@ class Workload:
         return await self._call(t, "extend", "POST", f"{path}/extend", self.alice, body, note=reason)
 
     async def _duplicate_create(self, t: Trace, headers: dict[str, str], body: dict[str, Any]) -> None:
-        await asyncio.sleep(self.rng.uniform(0.5, t.duration_s + 2.0))  # a random later moment
+        await asyncio.sleep(self.rng.uniform(0.5, min(t.duration_s, 8) + 2.0))  # a random later moment
         await self._settled(t, "create", "POST", "/v1/requests", headers, body)
 
     async def _until_terminal(self, t: Trace) -> None:
