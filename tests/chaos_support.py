@@ -33,8 +33,8 @@ class ChaosOptions:
     seed: int = 1
     # Faults, in this order, round and round; each worker restart takes the next cache size.
     plan: tuple[str, ...] = ("worker", "temporal", "api", "worker")
-    cache_sizes: tuple[int, ...] = (2, 0, 1000)
-    first_cache_size: int = 0  # the first worker: every query replays
+    cache_sizes: tuple[int, ...] = (3, 1000)
+    first_cache_size: int = 3  # the first worker: the smallest cache allowed, most queries replay
     gap_s: tuple[float, float] = (4.0, 7.0)
     down_s: tuple[float, float] = (1.0, 2.5)
     sticky_timeout_s: float = 1.0
