@@ -8,7 +8,8 @@ back up:
 - an active grant has ended: the grant store holds its tombstone, and its
   access token introspects ``{"active": false}``;
 - how late it ended (store tombstone − expiry), less the worker/server
-  downtime inside that span: more than ``LATE_S`` is a failure;
+  downtime inside that span (and the time a killed worker held one of its
+  workflow tasks until Temporal timed it out): more than ``LATE_S`` is a failure;
 - its Idempotency-Key made one request id and one workflow execution;
 - every definite answer was true: an extend answered 200 is in the final
   extensions, a 409 is not; a revoke answered 200 ends revoked, a 409 does not;
@@ -23,10 +24,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 
 from core.grants import GrantStore
 from core.temporal import workflow_id
@@ -80,7 +82,8 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
                     verdicts.append(v)
                     continue
                 _check_final(v, final)
-                _check_grant(v, final, store, stack.outages)
+                held = await _held_by_dead_workers(client.get_workflow_handle(wid))
+                _check_grant(v, final, store, [*stack.outages, *held])
                 if t.token is not None:
                     r = await http.post("/v1/introspect", data={"token": t.token}, headers=server)
                     if r.status_code != 200 or r.json() != {"active": False}:
@@ -93,6 +96,22 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
             _check_server_errors(v)
             verdicts.append(v)
     return verdicts
+
+
+async def _held_by_dead_workers(handle: Any) -> list[Outage]:
+    """Workflow tasks of this request that a SIGKILLed worker had started: Temporal hands such a
+    task to another worker only when its start-to-close timeout (10 s) runs out, and that wait is
+    part of the crash's downtime for this request, as it would be for any Temporal workflow."""
+    started: dict[int, datetime] = {}
+    held = []
+    async for e in handle.fetch_history_events():
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started[e.event_id] = e.event_time.ToDatetime(tzinfo=UTC)
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            at = started.get(e.workflow_task_timed_out_event_attributes.started_event_id)
+            if at is not None:
+                held.append(Outage("workflow task held by a killed worker", at, e.event_time.ToDatetime(tzinfo=UTC)))
+    return held
 
 
 def _expected_status(t: Trace) -> set[str]:

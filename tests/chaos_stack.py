@@ -123,6 +123,8 @@ class ChaosStack:
             # A killed worker's sticky queue holds its workflows' next task this long:
             # short, so that the wait a crash costs stays inside the measured outage.
             "JIT_WORKER_STICKY_TIMEOUT_S": str(self.sticky_timeout_s),
+            # Workflows terminated through Temporal (the OUTSIDE scenarios) are found this fast.
+            "JIT_RECONCILE_INTERVAL_S": "5",
             "PYTHONUNBUFFERED": "1",
         }
         self.temporal = Child(
