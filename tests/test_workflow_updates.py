@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -199,3 +200,18 @@ async def test_an_extend_racing_a_revoke_is_told_the_truth(dev_env: WorkflowEnvi
             assert final.extensions == []
         else:
             assert [e.duration_s for e in final.extensions] == [60]
+
+
+async def test_temporal_ui_shows_the_live_state_as_current_details(
+    dev_env: WorkflowEnvironment, worker: Settings
+) -> None:
+    handle = await start(dev_env.client, worker, request_input(approvals=1))
+
+    async def details() -> str:
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        return metadata.current_details
+
+    assert "**pending**" in await details() and "0 of 1 from db-owners" in await details()
+    await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+    shown = await details()
+    assert "**active**" in shown and "Approved by bob" in shown and "Expires " in shown

@@ -17,6 +17,7 @@ from workflows.audit_trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
+    from core.durations import format_duration
     from core.models import AccessRequestInput, AccessRequestView, Decision, Status
     from core.temporal import (
         SA_ACTION,
@@ -91,6 +92,34 @@ class RequestState:
             if self._activated_at is not None:
                 updates.append(SA_REVIEW.value_set("pending" if self._review is None else "acknowledged"))
         workflow.upsert_search_attributes(updates)
+        # What Temporal UI shows as the request's "Current Details": metadata, not a command,
+        # so it changes nothing a replay compares.
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        req = self._req
+        lines = [f"**{self._status.value}**: {req.action} on `{req.resource}` for {req.requester.sub}"]
+        if self._status is Status.PENDING and self._routing.stage is not None:
+            have = sum(1 for a in self._routing.approvals if a.stage == self._routing.stage.name)
+            groups = ", ".join(self._routing.eligible_groups())
+            lines.append(f"Waiting for approval: {have} of {self._routing.stage.approvals} from {groups}")
+        if self._routing.approvals:
+            lines.append("Approved by " + ", ".join(a.approver for a in self._routing.approvals))
+        if self._req.start_at is not None and self._activated_at is None:
+            lines.append(f"Starts {self._req.start_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self._expires_at is not None:
+            lines.append(f"Expires {self._expires_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self._pending_extension is not None and self._pending_extension.duration_s:
+            lines.append(f"Extension of {format_duration(self._pending_extension.duration_s)} waiting for approval")
+        if self._revocation is not None:
+            lines.append(f"Revoked by {self._revocation.actor}")
+        if self._revocation_verified_at is not None:
+            lines.append(f"Revocation verified {self._revocation_verified_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self._alert is not None:
+            lines.append(f"Alert ({self._alert_kind}): {self._alert}")
+        if self._review_pending:
+            lines.append("Break-glass: review pending")
+        return "\n\n".join(lines)
 
     def _view(self) -> AccessRequestView:
         req = self._req
