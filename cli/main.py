@@ -8,6 +8,7 @@ command line was wrong.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -348,11 +349,20 @@ policy_commands.register(cli, _act)  # jit acknowledge, reviews, catalog, policy
 
 
 def main() -> None:
+    code = 0
     try:
         cli(prog_name="jit")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     except Exception as e:  # never a traceback: one line, like every other failure
         CliError(f"unexpected error: {type(e).__name__}: {e}").show()
-        sys.exit(1)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without the interpreter's shutdown: where a command used a Temporal client
+    # (jit audit verify reads the anchors), the SDK's native threads can abort it
+    # (SIGABRT) and turn a clean exit code into -6. Nothing is left to clean up here.
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,9 @@ def fuzz(base_url: str, token: str) -> Run:
                 "positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]},
             },
             "workers": 1,
+            # Longer than the API's own wait for a workflow update (30 s): when the machine is
+            # slow, the API answers (a documented 503) before the client gives up on it.
+            "request-timeout": 40,
             "operations": [
                 {
                     # Schema-valid payloads that are not Temporal payloads (base64 that does not
