@@ -166,7 +166,7 @@ class Shell:
 
     async def run(self, command: str, timeout: float = 60) -> tuple[int, list[str]]:
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(f"{command}\necho; echo {self._END} $?\n".encode())
+        self._proc.stdin.write(f"{command}\n__rc=$?; echo; echo {self._END} $__rc\n".encode())
         await self._proc.stdin.drain()
         lines: list[str] = []
         while True:
