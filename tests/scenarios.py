@@ -72,6 +72,19 @@ async def run_scenarios(client: Client, data_dir: Path) -> dict[str, WorkflowHan
         await h.execute_update(AccessRequestWorkflow.acknowledge, AcknowledgeInput(actor=BOB, comment="ok"))
         handles["break_glass_reviewed"] = h
 
+        # Cancelled from Temporal UI while active: revoked (history-timers-v1).
+        h = await start(client, settings, request_input(approvals=0, duration_s=3600))
+        await h.execute_update(AccessRequestWorkflow.settled)
+        await h.cancel()
+        handles["workflow_cancelled_revoked"] = h
+
+        # An extension past the approval waits for an approver, then moves the grant.
+        h = await start(client, settings, request_input(duration_s=2, max_duration_s=60, extension_approval=True))
+        await h.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+        await h.execute_update(AccessRequestWorkflow.extend, ExtendInput(actor=ALICE, duration_s=1, reason="more"))
+        await h.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=CAROL, comment="ok"))
+        handles["extension_reapproved_expired"] = h
+
         for handle in handles.values():
             await handle.result()
     return handles

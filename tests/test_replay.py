@@ -38,6 +38,6 @@ async def test_committed_history_replays(path: Path) -> None:
 
 async def test_fresh_histories_replay(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
     handles = await run_scenarios(dev_env.client, tmp_path)
-    assert len(handles) == 7
+    assert len(handles) == 9
     for handle in handles.values():
         await replayer().replay_workflow(await handle.fetch_history())

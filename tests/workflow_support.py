@@ -36,6 +36,7 @@ def request_input(
     now: datetime | None = None,
     stages: list[StageSnapshot] | None = None,
     break_glass: bool = False,
+    extension_approval: bool = False,
 ) -> AccessRequestInput:
     return AccessRequestInput(
         id=str(uuid.uuid4()),
@@ -58,6 +59,7 @@ def request_input(
             stages=stages or [],
             break_glass=break_glass,
             review_groups=["db-owners"] if break_glass else [],
+            extension_approval=extension_approval,
         ),
         policy_version="sha256:test",
     )
