@@ -522,10 +522,8 @@ async def test_introspect_of_an_identity_token_is_inactive(stack: Stack) -> None
 # -- list filters -------------------------------------------------------------------------------
 
 LIST_INVALID = [
-    pytest.param({"requester": "x' OR 1=1"}, "requester", id="requester-injection"),
-    pytest.param({"requester": "alice smith"}, "requester", id="requester-space"),
     pytest.param({"requester": "alice\n"}, "requester", id="requester-trailing-newline"),
-    pytest.param({"resource": "x') OR ('1'='1"}, "resource", id="resource-injection"),
+    pytest.param({"requester": "DOMAIN\\alice"}, "requester", id="requester-backslash"),
     pytest.param({"resource": 'a"b'}, "resource", id="resource-double-quote"),
     pytest.param({"status": "bogus"}, "status", id="status-unknown"),
     pytest.param({"status": "pending' OR 1=1"}, "status", id="status-injection"),
@@ -540,6 +538,22 @@ LIST_INVALID = [
     pytest.param({"page_token": base64.urlsafe_b64encode(b'{"a": 1}').decode()}, "page_token", id="page-token-json"),
     pytest.param({"page_token": "x" * 5000}, "page_token", id="page-token-huge"),
 ]
+
+
+# Escaped, not refused (tests/test_listing_subjects.py): they find what is spelled so, here nothing.
+LIST_ESCAPED = [
+    pytest.param({"requester": "x' OR 1=1"}, id="requester-injection"),
+    pytest.param({"requester": "alice smith"}, id="requester-space"),
+    pytest.param({"resource": "x') OR ('1'='1"}, id="resource-injection"),
+]
+
+
+@pytest.mark.parametrize("params", LIST_ESCAPED)
+async def test_list_filters_are_escaped_and_find_only_their_value(stack: Stack, params: dict[str, str]) -> None:
+    await create(stack, fresh_user(), "engineers")
+    response = await stack.http.get("/v1/requests", params=params, headers=stack.auth("root", "jit-admins"))
+    assert response.status_code == 200, response.text
+    assert response.json()["items"] == []
 
 
 @pytest.mark.parametrize(("params", "field"), LIST_INVALID)

@@ -73,8 +73,8 @@ async def export_audit(
     settings: SettingsDep,
     from_: Annotated[str | None, Query(alias="from", max_length=64, description="ISO 8601, inclusive")] = None,
     to: Annotated[str | None, Query(max_length=64, description="ISO 8601, exclusive")] = None,
-    requester: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
-    resource: Annotated[str | None, Query(pattern=listing.SAFE_PATTERN)] = None,
+    requester: Annotated[str | None, Query(pattern=listing.VALUE_PATTERN)] = None,
+    resource: Annotated[str | None, Query(pattern=listing.VALUE_PATTERN)] = None,
 ) -> StreamingResponse:
     """Every lifecycle event with ``from <= at < to``, ordered by time, request id, then seq.
 
