@@ -280,7 +280,7 @@ class DemoDb:
                 "-c", f"unix_socket_directories={self.socket_dir}",
                 "-c", "unix_socket_permissions=0700",
                 "-c", "password_encryption=scram-sha-256",
-                "-c", "log_min_messages=warning",
+                "-c", "log_checkpoints=off",
                 "-c", "logging_collector=off",
             ],
             cwd=self.data_dir,
