@@ -10,7 +10,7 @@ makes sure of what the README's PostgreSQL walk-through sets up by hand: the
 revoked (so only what a grant gives lets a role in), and the ``access_admin``
 role the worker provisions with. Then it prints the DSN variable to export for
 ``make run`` (the ``dsn_env`` of the catalog's postgres provisioners) and how
-to connect with the wheel's ``psql``.
+to connect with the wheel's ``psql`` (devstack/demo_db_banner.py).
 
     python -m devstack.demo_db [--port 5433] [--data-dir .demo-db]
 
@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import os
 import secrets
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
 from activities.provisioners.postgres_config import scram_verifier
@@ -133,38 +131,6 @@ def psql_path() -> Path:
 
 def admin_dsn(port: int, password: str) -> str:
     return f"postgresql://{ADMIN}:{password}@{HOST}:{port}/{DBNAME}"
-
-
-# -- the catalog's postgres resources --------------------------------------------
-
-
-@dataclass
-class CatalogTarget:
-    resource: str
-    dsn_env: str
-    # key -> (what the catalog says, what it should say): host, port and dbname that differ
-    mismatches: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-
-def catalog_targets(path: Path, port: int) -> list[CatalogTarget]:
-    """The catalog's postgres provisioners, with the host, port or dbname that would miss this database."""
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []  # the API reports a broken catalog; here it only means "nothing to match"
-    found = []
-    for resource in doc.get("resources") or []:
-        block = resource.get("provisioner") if isinstance(resource, dict) else None
-        if not isinstance(block, dict) or block.get("type") != "postgres" or not block.get("dsn_env"):
-            continue
-        target = CatalogTarget(str(resource.get("id")), str(block["dsn_env"]))
-        # Absent keys come from the DSN, which points here; present ones must too.
-        for key, want in (("host", HOST), ("port", port), ("dbname", DBNAME)):
-            have = block.get(key)
-            if have is not None and str(have) != str(want) and not (key == "host" and have == "localhost"):
-                target.mismatches[key] = (have, want)
-        found.append(target)
-    return found
 
 
 # -- the server -------------------------------------------------------------------
@@ -361,6 +327,8 @@ class DemoDb:
         self.start()
         self.wait_ready()
         self.set_up(password)
+        from devstack.demo_db_banner import banner, catalog_targets  # it imports this module's constants
+
         catalog = self.args.catalog or Settings().catalog_path
         self.console.block(banner(self.args.port, password, self.data_dir, catalog_targets(catalog, self.args.port)))
         while True:
@@ -372,47 +340,6 @@ class DemoDb:
             import shutil
 
             shutil.rmtree(self.socket_dir, ignore_errors=True)
-
-
-def banner(port: int, password: str, data_dir: Path, targets: list[CatalogTarget]) -> list[str]:
-    dsn = admin_dsn(port, password)
-    where = os.path.relpath(data_dir) if data_dir.is_relative_to(Path.cwd()) else str(data_dir)
-    lines = [
-        "",
-        f"  PostgreSQL     {HOST}:{port}, database {DBNAME} (public.orders, public.customers), admin role {ADMIN}",
-        f"  Data           {where}      (kept between runs; delete it for a fresh database)",
-        "",
-    ]
-    if targets:
-        lines.append("  Export the admin DSN in the terminal where you then start make run:")
-        lines += [f"    export {t.dsn_env}={shlex.quote(dsn)}" for t in targets]
-        for t in targets:
-            for key, (have, want) in t.mismatches.items():
-                lines.append(f"  and in the catalog, {t.resource}'s provisioner: {key}: {have} -> {key}: {want}")
-    else:
-        lines += [
-            "  The catalog has no postgres provisioner yet: add this to the resource",
-            f"  {EXAMPLE_RESOURCE} in config/catalog.yaml:",
-            "    provisioner:",
-            "      type: postgres",
-            f"      dsn_env: {EXAMPLE_DSN_ENV}",
-            "      tables: [public.orders]",
-            f"      host: {HOST}",
-            f"      port: {port}",
-            f"      dbname: {DBNAME}",
-            "  then, in the terminal where you start make run:",
-            f"    export {EXAMPLE_DSN_ENV}={shlex.quote(dsn)}",
-        ]
-    lines += [
-        "",
-        "  psql (from the pgserver wheel), as the admin:",
-        f"    {shlex.quote(str(psql_path()))} {shlex.quote(dsn)}",
-        "  as a granted request: jit token ID --psql",
-        "",
-        "  Ctrl-C stops it.",
-        "",
-    ]
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
