@@ -7,10 +7,12 @@
 # make chaos    chaos run (~10 min on 2 cores): the Temporal dev server, worker and API SIGKILLed and
 #               restarted while grants expire and are read, extended, revoked; prints the results table
 #               and writes bench/results/chaos.json (ARGS="--requests 40 --minutes 2" for a shorter one)
+# make demo-db  a PostgreSQL to try provisioning on (orders database, access_admin role), in the
+#               foreground: run it in a second terminal, Ctrl-C stops it (JIT_DEMO_DB_PORT, default 5433)
 # make lint     ruff check + ruff format --check
 # make fmt      ruff format + ruff check --fix
 # make clean    remove .venv and caches (never the data)
-# make clean-data  remove .data: the Temporal SQLite file, grant store and keys of make run
+# make clean-data  remove .data (the Temporal SQLite file, grant store and keys of make run) and .demo-db
 #
 # Needs only python3 (3.11+) and make: the venv is created on first use, and
 # reinstalled whenever pyproject.toml is newer than the last install.
@@ -21,7 +23,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench chaos lint fmt clean clean-data chromium
+.PHONY: help run demo-db test bench chaos lint fmt clean clean-data chromium
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -35,6 +37,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 run: $(STAMP)
 	$(BIN)/python -m devstack
+
+demo-db: $(STAMP)
+	$(BIN)/python -m devstack.demo_db
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
@@ -70,4 +75,4 @@ clean:
 	find . -name __pycache__ -type d -prune -not -path './.data/*' -exec rm -rf {} +
 
 clean-data:
-	rm -rf .data
+	rm -rf .data .demo-db

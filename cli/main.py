@@ -20,6 +20,7 @@ import click
 from cli import policy_commands
 from cli.audit import audit
 from cli.client import Api, CliError, describe, describe_preview, echo_json, parse_time, status_line, table, when
+from cli.psql import psql_command
 from core.dev_identity import mint_dev_token
 from core.durations import DurationError, parse_duration
 from core.models import Status
@@ -334,11 +335,14 @@ def show(s: Session, request_id: str) -> None:
 @cli.command()
 @click.argument("request_id", metavar="ID")
 @json_option
+@click.option("--psql", is_flag=True, help="Print a ready psql command for the grant's database role instead.")
 @click.pass_obj
-def token(s: Session, request_id: str) -> None:
+def token(s: Session, request_id: str, psql: bool) -> None:
     """Print the access token of your active request: $(jit token ID)."""
     credentials = s.api.call("GET", f"/v1/requests/{quote(request_id, safe='')}/credentials")
-    if s.json:
+    if psql:
+        click.echo(psql_command(credentials))
+    elif s.json:
         echo_json(credentials)
     else:
         click.echo(credentials["access_token"])

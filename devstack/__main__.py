@@ -6,7 +6,8 @@
    stays in Temporal; the audit log in the data dir keeps its events forever);
 2. once it answers: ``worker.py`` and the API (uvicorn) as child processes, with
    the dev identity issuer switched on (``JIT_DEV_IDENTITY=1``);
-3. once ``/readyz`` says 200: the URLs and a first ``jit`` command to try.
+3. once ``/readyz`` says 200: the URLs (with a one-click sign-in of the dev
+   auditor, for decoded histories in Temporal UI) and a first ``jit`` command to try.
 
 Every child's output is shown with its name in front (``temporal |``,
 ``worker |``, ``api |``). Ctrl-C or SIGTERM stops the API and the worker, then
@@ -325,8 +326,10 @@ class Stack:
             "",
             f"  API            {self.api_url}      (docs: {self.api_url}/docs, metrics: {self.api_url}/metrics)",
             f"  Temporal UI    {self.ui_url}",
-            f"    auditors sign in at {self.api_url}/codec/login to read decrypted histories, then in the UI's",
-            f"    codec settings: my browser setting, endpoint {self.api_url}/codec, include cross-origin credentials",
+            "    to read decrypted histories (not binary/encrypted), sign this browser in as the dev auditor:",
+            f"      {self.api_url}/codec/dev-login      (one click; any auditor's token: {self.api_url}/codec/login)",
+            "    then in the UI's codec settings (glasses icon, top right): Use my browser setting,",
+            f"    endpoint {self.api_url}/codec, Include cross-origin credentials on, Apply",
             *(
                 [f"  Worker metrics http://{HOST}:{self.args.worker_metrics_port}/metrics"]
                 if self.args.worker_metrics_port

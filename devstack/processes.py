@@ -22,7 +22,7 @@ from typing import IO
 STOP_TIMEOUT_S = 10.0
 POLL_S = 0.2
 
-_COLORS = {"devstack": "1", "temporal": "35", "worker": "36", "api": "32"}
+_COLORS = {"devstack": "1", "temporal": "35", "worker": "36", "api": "32", "postgres": "34"}
 
 
 class Fatal(Exception):
@@ -99,7 +99,8 @@ class Supervisor:
 
     # -- starting ---------------------------------------------------------
 
-    def spawn(self, name: str, cmd: list[str], *, cwd: Path, env: dict[str, str]) -> Child:
+    def spawn(self, name: str, cmd: list[str], *, cwd: Path, env: dict[str, str], user: str | None = None) -> Child:
+        """``user``: run as that system user (root only; PostgreSQL refuses to run as root)."""
         try:
             proc = subprocess.Popen(  # noqa: S603 - our own programs, an argument list, no shell
                 cmd,
@@ -110,6 +111,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 process_group=0,  # a terminal's Ctrl-C reaches only us; we stop the children in order
                 umask=0o077,  # what they write in the data dir (Temporal's SQLite file too) is the owner's alone
+                user=user,
             )
         except OSError as e:
             raise Fatal(f"cannot start {name}: {e}") from e

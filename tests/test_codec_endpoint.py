@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import httpx
+import jwt
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.routes.codec import COOKIE
 from core.codec import ENCODING, payloads_to_json
 from core.temporal import workflow_id
-from tests.conftest import BIN, Stack
+from tests.conftest import BIN, Stack, running_stack
 
 REASON = "INC-99: read logs of checkout-7f9c for customer jane.doe@example.com"
 
@@ -235,3 +237,31 @@ async def test_login_page_cannot_be_framed_and_runs_nothing(stack: Stack) -> Non
         assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
         assert f"form-action 'self' {stack.settings.codec_cors_origin}" in csp
         assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_dev_login_signs_the_dev_auditor_in_with_one_click(stack: Stack, dev_env: WorkflowEnvironment) -> None:
+    found = await encrypted_history_payload(stack, dev_env.client)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as browser:
+        signed_in = await browser.get("/codec/dev-login")
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == stack.settings.codec_cors_origin
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=3600" in cookie
+        claims = jwt.decode(browser.cookies[COOKIE], options={"verify_signature": False})
+        assert (claims["sub"], claims["groups"]) == ("dev-auditor", ["auditors"])
+        assert claims["exp"] - claims["iat"] <= 3600
+
+        decoded = await browser.post("/codec/decode", json=found["json"])
+        assert decoded.status_code == 200, decoded.text
+        assert value_of(decoded.json())["reason"] == REASON  # type: ignore[index]
+
+
+async def test_dev_login_is_absent_without_the_dev_identity_issuer(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_stack(dev_env, tmp_path / "data", dev_identity=False) as stack:
+        refused = await stack.http.get("/codec/dev-login")
+        assert refused.status_code == 404
+        assert "set-cookie" not in refused.headers
+        # Indistinguishable from a path that never existed.
+        assert refused.json() == (await stack.http.get("/no-such-page")).json()

@@ -163,6 +163,16 @@ def test_devstack_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> Non
         banner = first.output()
         assert f"Worker metrics http://127.0.0.1:{first.metrics_port}/metrics" in banner, banner
         assert f"{first.base_url}/codec/login" in banner
+        # The one-click sign-in the banner offers works: it signs the dev auditor in and goes to Temporal UI.
+        dev_login = re.search(r"(http://\S+/codec/dev-login)", banner)
+        assert dev_login, banner
+        signed_in = httpx.get(dev_login.group(1), timeout=30)
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == f"http://127.0.0.1:{first.ui_port}"
+        decoded = httpx.post(
+            f"{first.base_url}/codec/decode", json={"payloads": []}, cookies=signed_in.cookies, timeout=30
+        )
+        assert decoded.status_code == 200, decoded.text
         metrics = httpx.get(f"http://127.0.0.1:{first.metrics_port}/metrics", timeout=10).text
         assert "jit_approvals_pending" in metrics and "temporal_" in metrics
     except BaseException:

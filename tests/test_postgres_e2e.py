@@ -19,6 +19,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.provisioners.postgres_config import role_name, role_prefix
+from cli.client import CliError
+from cli.psql import psql_command
 from core.models import AccessRequestView, Status
 from core.temporal import workflow_id
 from tests.conftest import Stack, make_settings
@@ -35,6 +37,7 @@ from tests.e2e_support import (
     write_catalog,
 )
 from tests.pg import PgDatabase, pg_cluster, pg_db  # noqa: F401
+from tests.test_cli import jit
 from workflows.access_request import AccessRequestWorkflow
 
 RESOURCE = "postgres:e2e/public.orders"
@@ -285,3 +288,37 @@ async def test_worker_killed_while_revoking(
     assert_session_terminated(session)
     assert_login_refused(database)
     assert roles_of(db, request_id) == []
+
+
+async def test_jit_token_psql_prints_a_command_that_logs_in(pg_stack: Stack, orders_db: PgDatabase) -> None:
+    stack, db = pg_stack, orders_db
+    request_id = await file_request(stack, db, "15m")
+    assert (await approve(stack, request_id))["status"] == "active"
+
+    printed = await jit(
+        "--as", "alice", "--group", "engineers", "token", request_id, "--psql",
+        server=stack.base_url, data_dir=stack.settings.data_dir,
+    )  # fmt: skip
+    assert printed.code == 0, printed.err
+    command = printed.out.strip()
+    assert command.startswith("PGPASSWORD=") and "/psql " in command
+    assert f"user={role_name(request_id, 'alice')}" in command
+    # Pasted into a shell as printed, it logs in as the grant's role and reads the granted table.
+    proc = await asyncio.create_subprocess_shell(
+        command + " -Atc 'SELECT current_user, count(*) FROM orders'",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == f"{role_name(request_id, 'alice')}|2"
+    revoked = await stack.http.post(
+        f"/v1/requests/{request_id}/revoke", json={"reason": "done"}, headers=stack.auth("alice", "engineers")
+    )
+    assert revoked.status_code == 200, revoked.text
+
+
+def test_psql_needs_database_credentials() -> None:
+    with pytest.raises(CliError, match="no database credentials"):
+        psql_command({"access_token": "eyJ...", "database": None})

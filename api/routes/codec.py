@@ -11,29 +11,39 @@ scheme, which uvicorn takes from ``X-Forwarded-Proto`` only when the proxy is on
 it trusts (``--forwarded-allow-ips`` / ``FORWARDED_ALLOW_IPS``), or always with
 ``JIT_CODEC_COOKIE_ALWAYS_SECURE=1``. The sign-in form takes posts from its own
 origin only (no login CSRF from another site), and its page may not be framed.
+
+With the dev identity issuer on (``JIT_DEV_IDENTITY=1``, as ``make run`` sets),
+``GET /codec/dev-login`` signs the browser in as the dev auditor in one click;
+without it the path does not exist (404, as any unknown path).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors
 from api.deps import current_engine
 from api.identity import IdentityProviderUnavailable, IdentityVerifier, Unauthenticated
 from api.openapi_errors import SIGNED_IN, documented
 from core.codec import CodecError, decode_json, encode_json
+from core.dev_identity import mint_dev_token
 from core.logging import bind as bind_log_context
 from core.models import Actor
 from core.settings import Settings
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 COOKIE = "jit_codec"
+SIGN_IN_TTL = timedelta(hours=8)
+DEV_AUDITOR = "dev-auditor"  # who /codec/dev-login signs in, in the auditors group
+DEV_AUDITOR_TTL = timedelta(hours=1)
 
 _STYLE = "body{font-family:system-ui;max-width:40rem;margin:3rem auto}textarea{width:100%;height:6rem}"
 _LOGIN_PAGE = f"""<!doctype html><html><head><meta charset="utf-8"><title>jit-access: decode history</title>
@@ -200,8 +210,38 @@ async def login(request: Request) -> Response:
     if actor is None or not current_engine(request).may_audit(actor).allowed:
         page = _LOGIN_PAGE.replace("<form", "<p><b>Not an auditor's valid token.</b></p><form")
         return HTMLResponse(page, 403, headers=_page_headers(settings))
+    return _signed_in(request, token, SIGN_IN_TTL)
+
+
+@router.get("/dev-login", include_in_schema=False)
+async def dev_login(request: Request) -> Response:
+    """Dev only: one click signs this browser in as the dev auditor, then on to Temporal UI.
+
+    A GET that sets a sign-in cookie is a login-CSRF vector: any page could sign
+    a visitor in. Acceptable only because the route exists with the dev identity
+    issuer alone, where anyone can mint any identity anyway (``jit dev-token``),
+    and because it always signs in the same fixed auditor, never an identity an
+    attacker chose. The token is minted here, short-lived, and goes only into the
+    HttpOnly cookie.
+    """
+    settings: Settings = request.app.state.settings
+    if not settings.dev_identity:
+        raise StarletteHTTPException(status_code=404)  # absent, as any unknown path
+    token = mint_dev_token(settings, DEV_AUDITOR, ["auditors"], DEV_AUDITOR_TTL)
+    return _signed_in(request, token, DEV_AUDITOR_TTL)
+
+
+def _signed_in(request: Request, token: str, ttl: timedelta) -> Response:
+    settings: Settings = request.app.state.settings
     response = RedirectResponse(settings.codec_cors_origin, status_code=303)
     response.set_cookie(
-        COOKIE, token, httponly=True, samesite="lax", max_age=8 * 3600, secure=_https(request, settings), path="/codec"
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        max_age=int(ttl.total_seconds()),
+        secure=_https(request, settings),
+        path="/codec",
     )
+    response.headers["Cache-Control"] = "no-store"
     return response
