@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 from temporalio.service import RPCError
 
-from cli.client import UNREACHABLE, USAGE, CliError
+from cli.client import USAGE, CliError
 from core.audit_anchors import read_anchors
 from core.audit_chain import Anchor
 from core.audit_store import STORE_ERRORS, describe, open_audit_log
@@ -135,8 +135,7 @@ def verify(data_dir: Path | None, chain_only: bool) -> None:
         except (RuntimeError, RPCError) as e:
             raise CliError(
                 f"cannot read the audit anchors from Temporal at {settings.temporal_address} ({e}); "
-                "--chain-only checks the chain alone, which cannot see records cut off at the end",
-                UNREACHABLE,
+                "--chain-only checks the chain alone, which cannot see records cut off at the end"
             ) from None
     try:
         checked, broken = open_audit_log(settings, create=False).check(anchors)
