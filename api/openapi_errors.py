@@ -20,9 +20,11 @@ _WHY = {
     401: "no identity, or not a valid one (with `WWW-Authenticate: Bearer`)",
     403: "the policies or the request's rules do not let the caller do this",
     404: "no such request, or not one the caller may see",
-    409: "the request is not in a state that allows this (or the Idempotency-Key was used for another body)",
+    409: "the request is not in a state that allows this (or the Idempotency-Key was used for another body,"
+    " or the id prefix starts more than one request)",
     413: "the body is larger than JIT_MAX_BODY_BYTES",
-    422: "a field breaks a rule (`field` names it): the schema's, the catalog's or the policies'",
+    422: "a field breaks a rule (`field` names it): the schema's, the catalog's or the policies'"
+    " (an id prefix shorter than 4 characters too)",
     503: "Temporal, a worker or the identity provider cannot answer now; try again (`Retry-After`)",
 }
 

@@ -32,7 +32,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import decisions, errors, listing
+from api import decisions, errors, listing, request_ids
 from api.page_tokens import PageTokens
 from api.policies import PolicyRuntime
 from api.schemas import CreateRequest, Preview, RequestPage
@@ -184,7 +184,17 @@ class RequestService:
 
     # -- read --------------------------------------------------------------------
 
+    async def resolve(self, actor: Actor, request_id: str) -> str:
+        """The full id of ``request_id``, which may be a unique prefix of one (api/request_ids.py)."""
+        # The caller's scope, as the request list has it: asked only for a prefix.
+        return await request_ids.resolve(
+            self._client,
+            request_id,
+            lambda: listing.base_clauses(actor, sees_everything=self.sees_everything(actor)),
+        )
+
     async def get(self, actor: Actor, request_id: str) -> AccessRequestView:
+        request_id = await self.resolve(actor, request_id)
         view = await self._query(self._handle(request_id))
         if not decisions.may_see(self._policies.engine(), actor, view):
             raise errors.NotFound("no such request")  # not 403: do not confirm it exists
@@ -241,6 +251,7 @@ class RequestService:
     # -- change ------------------------------------------------------------------
 
     async def approve(self, actor: Actor, request_id: str, comment: str | None) -> AccessRequestView:
+        request_id = await self.resolve(actor, request_id)
         view = await self._changeable(actor, request_id)
         permitted_by = decisions.approver_reasons(
             self._policies.engine(), actor, view, policy_now=self._policies.clock()
@@ -249,16 +260,19 @@ class RequestService:
         return await self._send(request_id, AccessRequestWorkflow.approve, update)
 
     async def deny(self, actor: Actor, request_id: str, reason: str) -> AccessRequestView:
+        request_id = await self.resolve(actor, request_id)
         # A deny decides the stage as an approval would: the same policies apply (MFA, ...).
         view = await self._changeable(actor, request_id)
         decisions.approver_reasons(self._policies.engine(), actor, view, policy_now=self._policies.clock())
         return await self._send(request_id, AccessRequestWorkflow.deny, DenyInput(actor=actor, reason=reason))
 
     async def cancel(self, actor: Actor, request_id: str, reason: str | None) -> AccessRequestView:
+        request_id = await self.resolve(actor, request_id)
         await self._changeable(actor, request_id)
         return await self._send(request_id, AccessRequestWorkflow.cancel, CancelInput(actor=actor, reason=reason))
 
     async def revoke(self, actor: Actor, request_id: str, reason: str) -> AccessRequestView:
+        request_id = await self.resolve(actor, request_id)
         view = await self._changeable(actor, request_id, orphan_ok=True)
         permitted_by = decisions.check_revoke(self._policies.engine(), actor, view)
         if not view.orphaned:
@@ -274,6 +288,7 @@ class RequestService:
         return await self.get(actor, request_id)
 
     async def extend(self, actor: Actor, request_id: str, duration_s: int, reason: str) -> AccessRequestView:
+        request_id = await self.resolve(actor, request_id)
         await self._changeable(actor, request_id)
         update = ExtendInput(actor=actor, duration_s=duration_s, reason=reason)
         return await self._send(request_id, AccessRequestWorkflow.extend, update)
@@ -281,6 +296,7 @@ class RequestService:
     async def acknowledge(self, actor: Actor, request_id: str, comment: str | None) -> AccessRequestView:
         """Close the review of a break-glass grant: also once the grant has ended
         (the workflow stays open until its review is done)."""
+        request_id = await self.resolve(actor, request_id)
         view = await self.get(actor, request_id)
         if view.status.is_terminal and not view.review_pending:
             raise errors.Conflict(f"request is {view.status}" + ("" if view.break_glass else ", and not break-glass"))

@@ -221,3 +221,28 @@ class ErrorBody(BaseModel):
     """Every error the API answers (api/errors.py)."""
 
     error: ErrorDetail
+
+
+# The dev identity issuer (api/routes/dev.py): names as the request list can query them.
+DEV_NAME_PATTERN = r"^[A-Za-z0-9_.:/@+-]{1,200}$"  # api/listing.py SAFE_PATTERN
+DEV_TOKEN_MAX_TTL_S = 24 * 3600
+DevName = Annotated[str, Field(pattern=DEV_NAME_PATTERN, min_length=1, max_length=200)]
+
+
+def _dev_ttl(value: int) -> int:
+    if value > DEV_TOKEN_MAX_TTL_S:
+        raise ValueError("must be at most 24h: a dev token is for a working day")
+    return value
+
+
+class DevTokenBody(_Body):
+    user: DevName = Field(description="the token's subject (sub)")
+    groups: list[DevName] = Field(default_factory=list, max_length=50)
+    mfa: StrictBool = Field(False, description='signed in with a second factor (amr: ["pwd", "mfa"])')
+    ttl: Annotated[Duration, AfterValidator(_dev_ttl)] = Field(12 * 3600, description="at most 24h")
+
+
+class DevToken(BaseModel):
+    token: str
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_at: datetime

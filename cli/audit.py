@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 from temporalio.service import RPCError
 
-from cli.client import CliError
+from cli.client import USAGE, CliError
 from core.audit_anchors import read_anchors
 from core.audit_chain import Anchor
 from core.audit_store import STORE_ERRORS, describe, open_audit_log
@@ -127,7 +127,7 @@ def verify(data_dir: Path | None, chain_only: bool) -> None:
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     path = settings.audit_log_path
     if not settings.audit_log_dsn and not path.is_file():
-        raise CliError(f"no audit log at {path}: pass the worker's --data-dir", 2)
+        raise CliError(f"no audit log at {path}: pass the worker's --data-dir", USAGE)
     anchors: list[Anchor] = []
     if not chain_only:
         try:

@@ -17,10 +17,25 @@ LEGACY_STAGE = "approval"  # core.catalog's name for the one stage of approvals_
 TIMEOUT_S = 60.0
 
 
-class CliError(click.ClickException):
-    """One line on stderr, ``jit: ...``. Exit 1 when the API said no, 2 when it was never asked."""
+# Exit codes, the same for every command (``jit --help`` prints this table).
+OK, FAILED, USAGE, UNREACHABLE, UNAUTHENTICATED = 0, 1, 2, 3, 4
+EXIT_CODES = {
+    OK: "done (--dry-run: the request would be allowed)",
+    FAILED: "refused or failed: the API said no, --dry-run would be refused, a check found problems",
+    USAGE: "usage: a wrong command line, no identity given, an unreadable config file",
+    UNREACHABLE: "not now: the server is unreachable, timed out or answered 503; retry later",
+    UNAUTHENTICATED: "the server did not accept your identity token (401): get a new one",
+}
+UNAUTHENTICATED_HINT = (
+    "the server did not accept your identity token: it was signed for another server or has expired; "
+    "get a new one with `jit dev-token USER` (dev) or from your identity provider"
+)
 
-    def __init__(self, message: str, exit_code: int = 1):
+
+class CliError(click.ClickException):
+    """One line on stderr, ``jit: ...``, and an exit code of :data:`EXIT_CODES`."""
+
+    def __init__(self, message: str, exit_code: int = FAILED):
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -29,10 +44,14 @@ class CliError(click.ClickException):
 
 
 class Api:
-    def __init__(self, server: str, token: Callable[[], str], unauthenticated_hint: str | None = None):
+    """``token``: the caller's identity token, asked for on each call; None for unauthenticated calls."""
+
+    def __init__(self, server: str, token: Callable[[], str] | None):
         self.server = server.rstrip("/")
         self._token = token
-        self._hint = unauthenticated_hint
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token()}"} if self._token else {}
 
     def call(
         self,
@@ -42,18 +61,24 @@ class Api:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        explain: dict[int, str] | None = None,
     ) -> Any:
-        headers = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
+        """The answer's JSON; a CliError if there is none (``explain``: a status's message instead of the API's)."""
+        headers = {**self._auth(), **(headers or {})}
         try:
             with httpx.Client(base_url=self.server, timeout=TIMEOUT_S) as http:
                 response = http.request(method, path, json=body, params=params, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise CliError(f"cannot reach {self.server}: is the API running? (make run)", 2) from None
+            raise CliError(f"cannot reach {self.server}: is the API running? (make run)", UNREACHABLE) from None
         except httpx.TimeoutException:
-            raise CliError(f"{self.server} did not answer within {TIMEOUT_S:.0f}s; check with jit show", 2) from None
+            raise CliError(
+                f"{self.server} did not answer within {TIMEOUT_S:.0f}s; check with jit show", UNREACHABLE
+            ) from None
         except httpx.HTTPError as e:
-            raise CliError(f"cannot talk to {self.server}: {e}", 2) from None
+            raise CliError(f"cannot talk to {self.server}: {e}", UNREACHABLE) from None
         if response.is_error:
+            if explain and response.status_code in explain:
+                raise CliError(explain[response.status_code])
             raise self._error(response)
         try:
             return response.json()
@@ -62,7 +87,7 @@ class Api:
 
     def stream(self, path: str, write: Callable[[bytes], None], *, params: dict[str, str] | None = None) -> None:
         """GET ``path`` and hand the body to ``write`` chunk by chunk, as it arrives."""
-        headers = {"Authorization": f"Bearer {self._token()}"}
+        headers = self._auth()
         try:
             with (
                 httpx.Client(base_url=self.server, timeout=TIMEOUT_S) as http,
@@ -74,13 +99,13 @@ class Api:
                 for chunk in response.iter_bytes():
                     write(chunk)
         except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise CliError(f"cannot reach {self.server}: is the API running? (make run)", 2) from None
+            raise CliError(f"cannot reach {self.server}: is the API running? (make run)", UNREACHABLE) from None
         except httpx.TimeoutException:
             raise CliError(
-                f"{self.server} stopped answering for {TIMEOUT_S:.0f}s; the output is incomplete", 2
+                f"{self.server} stopped answering for {TIMEOUT_S:.0f}s; the output is incomplete", UNREACHABLE
             ) from None
         except httpx.HTTPError as e:
-            raise CliError(f"cannot talk to {self.server}: {e}; the output is incomplete", 2) from None
+            raise CliError(f"cannot talk to {self.server}: {e}; the output is incomplete", UNREACHABLE) from None
 
     def _error(self, response: httpx.Response) -> CliError:
         try:
@@ -90,9 +115,9 @@ class Api:
                 line += f" (field: {error['field']})"
         except (ValueError, KeyError, TypeError):
             line = f"{response.status_code} {response.reason_phrase}".strip()
-        if response.status_code == 401 and self._hint:
-            line += f" ({self._hint})"
-        return CliError(line)
+        if response.status_code == 401:
+            return CliError(f"{line} ({UNAUTHENTICATED_HINT})", UNAUTHENTICATED)
+        return CliError(line, UNREACHABLE if response.status_code == 503 else FAILED)
 
 
 # -- output -------------------------------------------------------------------

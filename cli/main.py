@@ -1,32 +1,44 @@
 """``jit``: a thin command-line client of the jit-access REST API (``jit --help``).
 
-Every command but ``dev-token`` calls the API; output is for people unless
-``--json`` asks for the API's answer as is. Errors are one ``jit: ...`` line
-on stderr: exit 1 when the API refused, 2 when it was never reached or the
-command line was wrong.
+Every command calls the API but ``config``, ``policy check`` and ``audit verify``;
+output is for people unless ``--json`` asks for the API's answer as is. Errors
+are one ``jit: ...`` line on stderr, with the exit codes of cli/client.py
+``EXIT_CODES``. It needs no file of the server: dev tokens come from the API
+(``POST /v1/dev/token``), the server's URL from cli/config.py.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import click
 
-from cli import policy_commands
+from cli import config, policy_commands
 from cli.audit import audit
-from cli.client import Api, CliError, describe, describe_preview, echo_json, parse_time, status_line, table, when
+from cli.client import (
+    EXIT_CODES,
+    FAILED,
+    USAGE,
+    Api,
+    CliError,
+    describe,
+    describe_preview,
+    echo_json,
+    parse_time,
+    status_line,
+    table,
+    when,
+)
 from cli.psql import psql_command
-from core.dev_identity import mint_dev_token
 from core.durations import DurationError, parse_duration
 from core.models import Status
-from core.settings import Settings
 
-AS_HINT = "--as works only against a server running with JIT_DEV_IDENTITY=1 on the same JIT_DATA_DIR"
+AS_TTL = "5m"  # --as: a token for this one command
 
 
 class Duration(click.ParamType):
@@ -60,27 +72,45 @@ DURATION, TIMESTAMP = Duration(), Timestamp()
 
 @dataclass
 class Session:
-    server: str
+    server_option: str | None
     token: str | None
     as_user: str | None
     as_groups: tuple[str, ...]
     json: bool = False
     as_mfa: bool = False
+    _server: str | None = field(default=None, repr=False)
+    _as_token: str | None = field(default=None, repr=False)
+
+    @property
+    def server(self) -> str:
+        """--server, JIT_SERVER, the config file, the default: resolved when a command needs it."""
+        if self._server is None:
+            self._server = config.resolve_server(self.server_option)[0]
+        return self._server
 
     @property
     def api(self) -> Api:
-        return Api(self.server, self._identity, AS_HINT if self.as_user else None)
+        return Api(self.server, self._identity)
 
     def _identity(self) -> str:
         if self.as_user:
-            settings = Settings()
-            if not settings.dev_identity_key_path.exists():
-                raise CliError(f"no dev identity key at {settings.dev_identity_key_path}: {AS_HINT}", 2)
-            amr = ["pwd", "mfa"] if self.as_mfa else None
-            return mint_dev_token(settings, self.as_user, list(self.as_groups), timedelta(minutes=5), amr=amr)
+            if self._as_token is None:  # once per command: jit ls --all calls the API page after page
+                self._as_token = self.dev_token(self.as_user, self.as_groups, self.as_mfa, AS_TTL)
+            return self._as_token
         if self.token:
             return self.token
-        raise CliError("no identity: set JIT_TOKEN, or pass --token TOKEN (or --as USER against a dev server)", 2)
+        raise CliError("no identity: set JIT_TOKEN, or pass --token TOKEN (or --as USER against a dev server)", USAGE)
+
+    def dev_token(self, user: str, groups: tuple[str, ...], mfa: bool, ttl: str) -> str:
+        """A dev identity token from the server's dev issuer (``POST /v1/dev/token``)."""
+        off = (
+            f"{self.server} does not issue dev tokens: its dev identity issuer is off "
+            "(JIT_DEV_IDENTITY=1 turns it on, make run does); elsewhere your identity provider "
+            "gives you a token for JIT_TOKEN"
+        )
+        body = {"user": user, "groups": list(groups), "mfa": mfa, "ttl": ttl}
+        answer = Api(self.server, None).call("POST", "/v1/dev/token", body=body, explain={404: off, 405: off})
+        return str(answer["token"])
 
     def show(self, view: dict[str, Any]) -> None:
         if self.json:
@@ -101,30 +131,27 @@ def json_option(f: Any) -> Any:
     )(f)
 
 
-def _server(_: click.Context, __: click.Parameter, value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
-    return value.rstrip("/")
+def _exit_codes() -> str:
+    rows = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+    return f"\b\nExit codes:\n{rows}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_codes())
 @click.option(
     "--server",
-    envvar="JIT_SERVER",
-    default="http://localhost:8000",
-    show_default=True,
-    callback=_server,
-    help="The API's base URL [env: JIT_SERVER].",
+    metavar="URL",
+    help="The API's base URL; else JIT_SERVER, else `server` in the config file (jit config), "
+    f"else {config.DEFAULT_SERVER}.",
 )
 @click.option("--token", envvar="JIT_TOKEN", help="Your identity token [env: JIT_TOKEN].")
-@click.option("--as", "as_user", metavar="USER", help="Dev only: call as USER with a dev token minted on the fly.")
+@click.option("--as", "as_user", metavar="USER", help="Dev only: call as USER with a dev token from the server.")
 @click.option("--group", "as_groups", multiple=True, metavar="GROUP", help="A group of the --as user (repeatable).")
 @click.option("--mfa", "as_mfa", is_flag=True, help="Dev only: the --as user signed in with a second factor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
 @click.pass_context
 def cli(
     ctx: click.Context,
-    server: str,
+    server: str | None,
     token: str | None,
     as_user: str | None,
     as_groups: tuple[str, ...],
@@ -134,14 +161,18 @@ def cli(
     """Just-in-time access: ask for it, get it approved, get a token, lose it on time.
 
     \b
+    jit config set server https://jit.example.com   once; or JIT_SERVER, or --server
     export JIT_TOKEN=$(jit dev-token alice --group engineers)
     jit request postgres:orders/public.orders --action read --for 15m --reason INC-1
-    jit --as bob --group db-owners --mfa approve ID
-    jit token ID
+    jit --as bob --group db-owners --mfa approve 3f0c
+    jit token 3f0c
 
-    --as USER [--group G ...] mints a dev identity token on the fly with the
-    key in JIT_DATA_DIR: it works only against a server running with
-    JIT_DEV_IDENTITY=1 on that same data dir.
+    An ID may be a unique prefix of one (at least 4 characters), as git
+    takes commit prefixes.
+
+    --as USER [--group G ...] asks the server for a dev identity token for
+    this one command (as jit dev-token does): it works only against a server
+    running with JIT_DEV_IDENTITY=1 (make run).
     """
     if (as_groups or as_mfa) and not as_user:
         raise click.UsageError("--group and --mfa go with --as USER (dev-token takes its own)")
@@ -151,18 +182,18 @@ def cli(
 @cli.command("dev-token")
 @click.argument("user")
 @click.option("--group", "groups", multiple=True, metavar="GROUP", help="A group of USER (repeatable).")
-@click.option("--ttl", type=DURATION, default="12h", show_default=True, help="How long the token is valid.")
+@click.option("--ttl", type=DURATION, default="12h", show_default=True, help="How long the token is valid (<= 24h).")
 @click.option("--mfa", is_flag=True, help='USER signed in with a second factor (amr: ["pwd", "mfa"]).')
-def dev_token(user: str, groups: tuple[str, ...], ttl: str, mfa: bool) -> None:
-    """Print a dev identity token for USER; needs no server.
+@click.pass_obj
+def dev_token(s: Session, user: str, groups: tuple[str, ...], ttl: str, mfa: bool) -> None:
+    """Print a dev identity token for USER, from the server's dev issuer.
 
-    Signed with the key in JIT_DATA_DIR (default .data): only a server running
-    with JIT_DEV_IDENTITY=1 on the same data dir accepts it. The policies may
-    ask for --mfa (approving in production, breaking glass).
+    Only a server running with JIT_DEV_IDENTITY=1 (make run) issues them, and
+    only it accepts them; against any other, your identity provider gives you
+    a token. The policies may ask for --mfa (approving in production,
+    breaking glass).
     """
-    settings = Settings()
-    amr = ["pwd", "mfa"] if mfa else None
-    click.echo(mint_dev_token(settings, user, list(groups), timedelta(seconds=parse_duration(ttl)), amr=amr))
+    click.echo(s.dev_token(user, groups, mfa, ttl))
 
 
 @cli.command()
@@ -203,6 +234,8 @@ def request(
             echo_json(preview)
         else:
             describe_preview(preview)
+        if not preview["allowed"]:
+            sys.exit(FAILED)  # a script's `jit request --dry-run && ...` must stop here
         return
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     s.show(s.api.call("POST", "/v1/requests", body=body, headers=headers))
@@ -348,6 +381,7 @@ def token(s: Session, request_id: str, psql: bool) -> None:
         click.echo(credentials["access_token"])
 
 
+cli.add_command(config.config)  # jit config set/get/unset/show: cli/config.py
 cli.add_command(audit)  # jit audit, jit audit verify: cli/audit.py
 policy_commands.register(cli, _act)  # jit acknowledge, reviews, catalog, policy check: cli/policy_commands.py
 
@@ -360,7 +394,7 @@ def main() -> None:
         code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     except Exception as e:  # never a traceback: one line, like every other failure
         CliError(f"unexpected error: {type(e).__name__}: {e}").show()
-        code = 1
+        code = FAILED
     sys.stdout.flush()
     sys.stderr.flush()
     # Leave without the interpreter's shutdown: where a command used a Temporal client

@@ -59,7 +59,6 @@ async def test_the_readme_walkthrough_runs_as_written(example_stack: Stack, tmp_
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "HOME": str(home),
         "JIT_SERVER": example_stack.base_url,
-        "JIT_DATA_DIR": str(example_stack.settings.data_dir),
         "LANG": "C.UTF-8",
         "TZ": "UTC",
     }

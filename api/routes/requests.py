@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from activities.provisioners.base import ProvisionerConfigError
 from activities.provisioners.postgres_config import credentials_for, load_password_secret
@@ -31,6 +31,11 @@ from core.models import AccessRequestView, Status
 from core.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["requests"])
+
+# A unique prefix will do, as git takes commit prefixes (api/request_ids.py).
+RequestId = Annotated[
+    str, Path(description="a request id, or a unique prefix of one: at least 4 characters, hex digits and dashes")
+]
 
 
 @router.post(
@@ -85,43 +90,43 @@ async def list_requests(
     )
 
 
-@router.get("/requests/{request_id}", responses=documented(*SIGNED_IN, 404))
-async def get_request(request_id: str, user: CurrentUser, requests: Requests) -> AccessRequestView:
+@router.get("/requests/{request_id}", responses=documented(*SIGNED_IN, 404, 409, 422))
+async def get_request(request_id: RequestId, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.get(user, request_id)
 
 
 @router.post("/requests/{request_id}/approve", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def approve(
-    request_id: str, user: CurrentUser, requests: Requests, body: ApproveBody | None = None
+    request_id: RequestId, user: CurrentUser, requests: Requests, body: ApproveBody | None = None
 ) -> AccessRequestView:
     return await requests.approve(user, request_id, body.comment if body else None)
 
 
 @router.post("/requests/{request_id}/deny", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
-async def deny(request_id: str, body: DenyBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
+async def deny(request_id: RequestId, body: DenyBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.deny(user, request_id, body.reason)
 
 
 @router.post("/requests/{request_id}/cancel", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def cancel(
-    request_id: str, user: CurrentUser, requests: Requests, body: CancelBody | None = None
+    request_id: RequestId, user: CurrentUser, requests: Requests, body: CancelBody | None = None
 ) -> AccessRequestView:
     return await requests.cancel(user, request_id, body.reason if body else None)
 
 
 @router.post("/requests/{request_id}/revoke", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
-async def revoke(request_id: str, body: RevokeBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
+async def revoke(request_id: RequestId, body: RevokeBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.revoke(user, request_id, body.reason)
 
 
 @router.post("/requests/{request_id}/extend", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
-async def extend(request_id: str, body: ExtendBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
+async def extend(request_id: RequestId, body: ExtendBody, user: CurrentUser, requests: Requests) -> AccessRequestView:
     return await requests.extend(user, request_id, body.duration, body.reason)
 
 
 @router.post("/requests/{request_id}/acknowledge", responses=documented(*SIGNED_IN, 400, 403, 404, 409, 422))
 async def acknowledge(
-    request_id: str, user: CurrentUser, requests: Requests, body: AcknowledgeBody | None = None
+    request_id: RequestId, user: CurrentUser, requests: Requests, body: AcknowledgeBody | None = None
 ) -> AccessRequestView:
     """Close the review of a break-glass grant (its review groups, never the requester)."""
     return await requests.acknowledge(user, request_id, body.comment if body else None)
@@ -138,9 +143,9 @@ async def list_reviews(
     return await requests.reviews(user, page_size=page_size, page_token=page_token)
 
 
-@router.get("/requests/{request_id}/credentials", responses=documented(*SIGNED_IN, 403, 404, 409))
+@router.get("/requests/{request_id}/credentials", responses=documented(*SIGNED_IN, 403, 404, 409, 422))
 async def credentials(
-    request_id: str,
+    request_id: RequestId,
     user: CurrentUser,
     requests: Requests,
     grants: Grants,
@@ -169,7 +174,7 @@ async def credentials(
 
 
 def _database_credentials(
-    request_id: str, requester: str, entry: CatalogEntry | None, settings: Settings
+    request_id: RequestId, requester: str, entry: CatalogEntry | None, settings: Settings
 ) -> DatabaseCredentials | None:
     """Recomputed on each call: the password is derived, never stored or put in history."""
     if entry is None or entry.provisioner.get("type") != "postgres":
