@@ -39,8 +39,11 @@ from core.audit_store import AuditStore
 from core.catalog import Catalog
 from core.grants import GrantRow, GrantStore
 from core.metrics import WorkerMetrics
-from core.models import AccessRequestInput, OrphanRevoked, ReconcileInput, ReconcileReport
-from core.temporal import workflow_id
+from core.models import AccessRequestInput, OrphanRevoked, ReconcileInput, ReconcileReport, Status
+from core.temporal import WORKFLOW_ID_PREFIX, workflow_id
+
+# The request workflow's type name (workflows/access_request.py; not imported: activities sit below it).
+AccessRequestWorkflow = "AccessRequestWorkflow"
 
 log = logging.getLogger("jit.reconciler")
 REASON = "orphaned: the request's workflow ended outside jit-access"
@@ -67,22 +70,47 @@ class ReconcileActivities:
 
     @activity.defn
     async def reconcile(self, input: ReconcileInput) -> ReconcileReport:
+        """Cost per run, whatever the number of live grants: one visibility listing of the
+        requests that ended with access live, one role listing per catalog database, and one
+        ``describe`` per role whose grant is already tombstoned (a revocation under way or stranded)."""
         report = ReconcileReport()
-        rows = await asyncio.to_thread(self._store.unrevoked)
         wanted = set(input.request_ids) if input.request_ids is not None else None
-        suspects = {r.request_id: r for r in rows if wanted is None or r.request_id in wanted}
+        if wanted is None:
+            closed = await self._ended_while_live()
+        else:
+            closed = {i: s for i in wanted if (s := await self._workflow_status(i)) != "running"}
         roles = await self._role_owners(wanted)
-        for request_id in sorted(set(suspects) | set(roles)):
+        for request_id in sorted(set(closed) | set(roles)):
             activity.heartbeat(request_id)
             report.checked += 1
-            status = await self._workflow_status(request_id)
-            if status == "running":
-                continue
+            row = await asyncio.to_thread(self._store.lookup, request_id)
+            status = closed.get(request_id)
+            if status is None:
+                # A role whose workflow ended normally has a tombstone: only those are worth a look.
+                if row is None or row.revoked_at is None:
+                    continue
+                status = await self._workflow_status(request_id)
+                if status == "running":
+                    continue
+            elif request_id not in roles and (row is None or row.revoked_at is not None):
+                continue  # nothing live left: it never got access, or its tombstone is written
             # Whatever the workflow left: the grant row, and the roles of any catalog database.
-            spec = await self._spec(request_id, suspects.get(request_id), roles.get(request_id))
+            spec = await self._spec(request_id, row, roles.get(request_id))
             removed = await asyncio.to_thread(self._revoke, request_id, spec)
             report.revoked.append(OrphanRevoked(request_id=request_id, workflow_status=status, removed=removed))
         return report
+
+    async def _ended_while_live(self) -> dict[str, str]:
+        """Requests whose workflow is closed while its last published status is not an end
+        (a workflow that ends by itself publishes its end first): terminated, or failed."""
+        statuses = ", ".join(f"'{s.value}'" for s in Status if not s.is_terminal)
+        query = (
+            f"WorkflowType = '{AccessRequestWorkflow}' AND ExecutionStatus != 'Running' AND JitStatus IN ({statuses})"
+        )
+        return {
+            w.id.removeprefix(WORKFLOW_ID_PREFIX): (w.status.name.lower() if w.status else "unknown")
+            async for w in self._client.list_workflows(query)
+        }
 
     async def _workflow_status(self, request_id: str) -> str:
         try:

@@ -127,13 +127,6 @@ class GrantStore:
             ).fetchone()
         return int(count)
 
-    def unrevoked(self) -> list[GrantRow]:
-        """Every grant with no tombstone yet, live or past its expiry: what the reconciler checks."""
-        with self._connect() as db:
-            ids = [r[0] for r in db.execute("SELECT request_id FROM grants WHERE revoked_at IS NULL").fetchall()]
-            rows = [_fetch(db, i) for i in ids]
-        return [r for r in rows if r is not None]
-
     def lookup(self, request_id: str) -> GrantRow | None:
         """Hot path of introspection: one primary-key read on a kept connection."""
         reader = getattr(self._readers, "db", None)

@@ -16,11 +16,19 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.audit_store import open_audit_log
 from core.grants import GrantStore
-from core.models import Status
+from core.models import ReconcileReport, Status
 from core.reconcile_schedule import reconcile_now
 from core.temporal import workflow_id
 from tests.conftest import Stack, make_settings
-from tests.e2e_support import jit_roles, login, postgres_resource, provisioner_admin, running_stack, write_catalog
+from tests.e2e_support import (
+    jit_roles,
+    login,
+    postgres_resource,
+    provisioner_admin,
+    running_stack,
+    wait_until,
+    write_catalog,
+)
 from tests.pg import PgDatabase, pg_cluster, pg_db  # noqa: F401
 from workflows.access_request import CANCELLED_BY, AccessRequestWorkflow
 
@@ -40,6 +48,17 @@ async def active_request(stack: Stack, resource: str = ORDERS) -> str:
     )
     assert approved.json()["status"] == "active", approved.text
     return request_id
+
+
+async def reconciled(stack: Stack, request_id: str) -> ReconcileReport:
+    """Run the reconciler until it has revoked ``request_id``: it finds terminated requests through
+    visibility, which learns of the termination moments after it."""
+
+    async def once() -> ReconcileReport | None:
+        report = await reconcile_now(stack.client, stack.settings)
+        return report if any(r.request_id == request_id for r in report.revoked) else None
+
+    return await wait_until(once, timeout=30, what=f"the reconciler to revoke {request_id}")
 
 
 def live(stack: Stack, request_id: str) -> bool:
@@ -104,7 +123,7 @@ async def test_the_reconciler_revokes_what_a_termination_left(stack: Stack) -> N
     kept = await active_request(stack)
     await stack.client.get_workflow_handle(workflow_id(request_id)).terminate(reason="clicked in Temporal UI")
 
-    report = await reconcile_now(stack.client, stack.settings)
+    report = await reconciled(stack, request_id)
     assert [r.request_id for r in report.revoked] == [request_id]
     assert report.revoked[0].workflow_status == WorkflowExecutionStatus.TERMINATED.name.lower()
     assert not live(stack, request_id) and live(stack, kept)
@@ -147,7 +166,7 @@ async def test_the_reconciler_drops_a_terminated_requests_database_role(
             # Lose the tombstone too, as a crash between the two steps would: the role alone is found.
             GrantStore(settings.grants_db_path).revoke(request_id)
 
-            report = await reconcile_now(stack.client, stack.settings)
+            report = await reconciled(stack, request_id)
             assert [r.request_id for r in report.revoked] == [request_id]
             assert report.revoked[0].removed, "the role was dropped"
             assert not [r for r in jit_roles(orders_db) if request_id.replace("-", "")[:12] in r]
