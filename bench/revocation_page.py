@@ -99,6 +99,8 @@ def _window(spread_s: float) -> str:
 def _resumed(cfg: dict[str, Any]) -> list[str]:
     if not cfg.get("resume"):
         return []
+    if cfg.get("resume_note"):  # what the person who resumed it wrote down
+        return [cfg["resume_note"], ""]
     return [
         "This page's run was resumed (`--resume`): the project's spread runs are "
         "from the run started at the time above, which then stopped on a benchmark bug in the baseline's "
