@@ -1,9 +1,9 @@
 """The README's walk-through runs as written: every ``$`` line of its walk-through blocks, in order,
 in one shell, outside the repository, with its output compared (tests/walkthrough.py says how).
 
-Against the stack ``make run`` starts, on the example catalog and policies (the ``example_stack``
-fixture, its policies' clock on a Wednesday noon so the business-hours rule never depends on
-when the test runs). ``jit`` finds the server through ``JIT_SERVER``, as the README tells a
+Against the stack ``make run`` starts, on the example catalog and policies, on a Temporal server
+of its own (its policies' clock on a Wednesday noon, as ``example_stack``'s, so the business-hours
+rule never depends on when the test runs). ``jit`` finds the server through ``JIT_SERVER``, as the README tells a
 reader to set it; the shell starts in an empty directory with its own HOME.
 """
 
@@ -13,9 +13,14 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.conftest import ROOT, Stack
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
+from tests.conftest import BIN, EXAMPLE_CATALOG, EXAMPLE_POLICIES, ROOT, Stack, running_stack
 from tests.walkthrough import Shell, Walkthrough, parse
 
 README = ROOT / "README.md"
@@ -51,7 +56,27 @@ def parse_one(text: str):  # type: ignore[no-untyped-def]
         path.unlink()
 
 
-async def test_the_readme_walkthrough_runs_as_written(example_stack: Stack, tmp_path: Path) -> None:
+@pytest.fixture
+async def own_example_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A Temporal server of its own: `jit ls --mine` must show alice's requests of this walk-through
+    only, and other tests on the shared server are alice too."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=DATA_CONVERTER,
+        dev_server_log_level="error",
+    )
+    try:
+        async with running_stack(
+            env, tmp_path / "data", catalog_path=EXAMPLE_CATALOG, policies_dir=EXAMPLE_POLICIES
+        ) as stack:
+            yield stack
+    finally:
+        await env.shutdown()
+
+
+async def test_the_readme_walkthrough_runs_as_written(own_example_stack: Stack, tmp_path: Path) -> None:
+    example_stack = own_example_stack
     walk = parse(README)
     home = tmp_path / "home"
     home.mkdir()

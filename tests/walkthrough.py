@@ -11,7 +11,7 @@ Placeholders in angle brackets stand for what differs from run to run:
 - ``<id>`` (and ``<id2>``, ...): a request id. The first time one is printed it is
   captured; a command that names it gets the captured value, as a reader
   would paste it.
-- ``<time>`` a clock time (``14:05:09``), ``<token>`` a JWT, ``<hash>`` a hash,
+- ``<time>`` a clock time (``14:05:09``, or ``2026-11-30 00:02:49`` when not today), ``<token>`` a JWT, ``<hash>`` a hash,
   ``<n>`` a number, ``<path>`` a path, ``<text>`` anything on the line.
 - a line holding only ``…`` stands for any number of lines.
 """
@@ -27,7 +27,7 @@ MARKER = "<!-- walkthrough -->"
 _PLACEHOLDER = re.compile(r"<(id\d*|time|token|hash|n|path|text)>")
 _PATTERNS = {
     "id": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-    "time": r"\d{2}:\d{2}:\d{2}",
+    "time": r"(?:\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}:\d{2}",  # with the date when it is not today
     "token": r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+",
     "hash": r"(?:sha256:)?[0-9a-f]{16,64}",
     "n": r"\d+",
