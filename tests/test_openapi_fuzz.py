@@ -22,10 +22,8 @@ import pytest
 from schemathesis import openapi
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
-from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
-from tests.conftest import BIN, Stack, running_stack
+from tests.conftest import Stack, dev_server, running_stack
 
 MAX_EXAMPLES = 25
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
@@ -101,17 +99,8 @@ def fuzz(base_url: str, token: str) -> Run:
 async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """A Temporal server of its own: the fuzzing auditor lists every request on its server, and on
     the shared one, requests other tests left behind have no worker any more (their reads are 503)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=DATA_CONVERTER,
-        dev_server_log_level="error",
-    )
-    try:
-        async with running_stack(env, tmp_path / "data") as stack:
-            yield stack
-    finally:
-        await env.shutdown()
+    async with dev_server() as env, running_stack(env, tmp_path / "data") as stack:
+        yield stack
 
 
 async def test_the_api_answers_as_its_openapi_document_says(own_stack: Stack) -> None:

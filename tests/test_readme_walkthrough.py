@@ -17,10 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
-from tests.conftest import BIN, EXAMPLE_CATALOG, EXAMPLE_POLICIES, ROOT, Stack, running_stack
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, ROOT, Stack, dev_server, running_stack
 from tests.walkthrough import Shell, Walkthrough, parse
 
 README = ROOT / "README.md"
@@ -60,19 +58,11 @@ def parse_one(text: str):  # type: ignore[no-untyped-def]
 async def own_example_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """A Temporal server of its own: `jit ls --mine` must show alice's requests of this walk-through
     only, and other tests on the shared server are alice too."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=DATA_CONVERTER,
-        dev_server_log_level="error",
-    )
-    try:
-        async with running_stack(
-            env, tmp_path / "data", catalog_path=EXAMPLE_CATALOG, policies_dir=EXAMPLE_POLICIES
-        ) as stack:
-            yield stack
-    finally:
-        await env.shutdown()
+    async with (
+        dev_server() as env,
+        running_stack(env, tmp_path / "data", catalog_path=EXAMPLE_CATALOG, policies_dir=EXAMPLE_POLICIES) as stack,
+    ):
+        yield stack
 
 
 async def test_the_readme_walkthrough_runs_as_written(own_example_stack: Stack, tmp_path: Path) -> None:
