@@ -23,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.audit import AuditActivities
 from activities.clock import read_clock
 from activities.grants import GrantActivities
+from activities.notify import NotifyActivities
 from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
@@ -32,6 +33,7 @@ from core.catalog import Catalog
 from core.grants import GrantStore
 from core.logging import setup_logging
 from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_runtime, watch_gauges
+from core.notify_config import load_notifications
 from core.reconcile_schedule import ensure_reconcile_schedule
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -58,6 +60,7 @@ def build_worker(
     reconciler = ReconcileActivities(
         client, store, provisioning, audit_log, lambda: Catalog.load(settings.catalog_path), metrics
     )
+    notify = NotifyActivities(load_notifications(settings.notifications_path), metrics)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -73,6 +76,7 @@ def build_worker(
             audit.read_audit_head,
             read_clock,
             reconciler.reconcile,
+            notify.deliver,
         ],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,

@@ -37,6 +37,7 @@ from core.access_tokens import VerifiedTokens
 from core.grants import GrantStore
 from core.keys import KeyRing
 from core.logging import setup_logging
+from core.notify_config import load_notifications
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from policy import PolicyError
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
         app.state.policies = policies
         app.state.temporal = client
         app.state.identity = IdentityVerifier(settings)
+        app.state.notifications = load_notifications(settings.notifications_path)
         app.state.grants = GrantStore(settings.grants_db_path)
         app.state.keys = (
             KeyRing.from_pem(settings.signing_key_pem)
@@ -86,7 +88,12 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
         )
         app.state.verified_tokens = VerifiedTokens(app.state.keys, issuer=settings.token_issuer)
         app.state.requests = RequestService(
-            client, settings, policies, PageTokens.from_signing_key(app.state.keys.active), app.state.grants
+            client,
+            settings,
+            policies,
+            PageTokens.from_signing_key(app.state.keys.active),
+            app.state.grants,
+            app.state.notifications,
         )
         loop = asyncio.get_running_loop()
         policies.install_sighup(loop)

@@ -48,9 +48,12 @@ from core.models import (
     Decision,
     DenyInput,
     ExtendInput,
+    ResourcePolicy,
     RevokeInput,
     Status,
 )
+from core.notify_config import NotificationConfig
+from core.notify_models import NotificationPlan
 from core.reconcile_schedule import reconcile_now
 from core.settings import Settings
 from core.temporal import (
@@ -62,6 +65,7 @@ from core.temporal import (
     SA_STATUS,
     workflow_id,
 )
+from policy import PolicyEngine
 from workflows.access_request import CANCELLED_BY, AccessRequestWorkflow
 
 ORPHAN_REASON = "the request's workflow was ended outside jit-access (terminated in Temporal)"
@@ -79,8 +83,10 @@ class RequestService:
         policies: PolicyRuntime,
         page_tokens: PageTokens | None = None,
         grants: GrantStore | None = None,
+        notifications: NotificationConfig | None = None,
     ):
         self._client = client
+        self._notifications = notifications
         self._grants = grants or GrantStore(settings.grants_db_path)
         self._settings = settings
         self._policies = policies
@@ -168,6 +174,7 @@ class RequestService:
         )
         decisions.raise_refusal(decision)
         start_at = body.start_at if body.start_at is not None and body.start_at > now else None  # past means now
+        policy = decisions.snapshot(engine, decision, body, self._settings)
         return AccessRequestInput(
             id=request_id,
             requester=actor,
@@ -178,8 +185,23 @@ class RequestService:
             ticket=body.ticket,
             start_at=start_at,
             created_at=now,
-            policy=decisions.snapshot(engine, decision, body, self._settings),
+            policy=policy,
             policy_version=engine.version,
+            notify=self._notify_plan(actor, body, policy, engine),
+        )
+
+    def _notify_plan(
+        self, actor: Actor, body: CreateRequest, policy: ResourcePolicy, engine: PolicyEngine
+    ) -> NotificationPlan | None:
+        if self._notifications is None:
+            return None
+        entry = engine.catalog.get(body.resource)
+        return self._notifications.plan(
+            requester=actor.sub,
+            resource=body.resource,
+            environment=entry.environment if entry else None,
+            policy=policy,
+            public_url=self._settings.public_url,
         )
 
     # -- read --------------------------------------------------------------------

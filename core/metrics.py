@@ -11,6 +11,8 @@ answers in the Prometheus text format with
     jit_revocation_lag_seconds             histogram  revoked at - intended expiry (0 for an early revoke)
     jit_provisioner_failures_total         counter    failed provision/extend/deprovision attempts, by provisioner
     jit_orphans_revoked_total              counter    access the reconciler revoked: its workflow had ended outside jit-access
+    jit_notifications_sent_total           counter    notifications delivered, by channel type and event
+    jit_notifications_failed_total         counter    notifications given up after their last attempt
 
 - then the Temporal SDK's runtime metrics (``temporal_*``: task slots, poll and
   schedule-to-start latencies, sticky cache, ...). The SDK's own Prometheus
@@ -80,6 +82,18 @@ class WorkerMetrics:
             "jit_orphans_revoked",
             "Grants or database roles the reconciler revoked because their request's workflow had ended "
             "outside jit-access (terminated in Temporal UI, failed): each one is an alert",
+            registry=self.registry,
+        )
+        self.notifications_sent = Counter(
+            "jit_notifications_sent",
+            "Notifications delivered, by channel type and event",
+            ["channel", "kind"],
+            registry=self.registry,
+        )
+        self.notifications_failed = Counter(
+            "jit_notifications_failed",
+            "Notifications given up after their last attempt (the channel kept failing), by channel type and event",
+            ["channel", "kind"],
             registry=self.registry,
         )
 

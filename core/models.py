@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.notify_models import NotificationPlan
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -113,6 +115,9 @@ class AccessRequestInput(BaseModel):
     created_at: datetime
     policy: ResourcePolicy
     policy_version: str
+    # Where notifications go (config/notifications.yaml, decided at filing);
+    # None: none are sent (and requests filed before notifications existed).
+    notify: NotificationPlan | None = None
 
 
 class ApproveInput(BaseModel):

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     # 127.0.0.1). True: always Secure, whatever the request says.
     codec_cookie_always_secure: bool = False
 
+    # Notifications (README "Notifications"): the channels and routes file, none when
+    # unset (`make run` sets config/notifications.yaml: everything to its console).
+    # Links in messages point under public_url (this API, as people reach it).
+    notifications_path: Path | None = None
+    public_url: str = "http://localhost:8000"
+
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant
 

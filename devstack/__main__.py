@@ -51,7 +51,7 @@ from temporalio.client import Client
 
 from core.durations import DurationError, format_duration, parse_duration
 from core.private_files import private_dir
-from core.settings import Settings
+from core.settings import DEFAULT_CONFIG_DIR, Settings
 from core.temporal import SEARCH_ATTRIBUTES, search_attribute_flags
 from devstack.processes import POLL_S, Console, Fatal, Interrupted, Supervisor
 
@@ -222,6 +222,9 @@ class Stack:
             PYTHONUNBUFFERED="1",
         )
         env.setdefault("JIT_TOKEN_ISSUER", f"http://localhost:{self.args.api_port}")
+        env.setdefault("JIT_PUBLIC_URL", f"http://localhost:{self.args.api_port}")
+        # Every notification printed in this output (config/notifications.yaml: the console channel).
+        env.setdefault("JIT_NOTIFICATIONS_PATH", str(DEFAULT_CONFIG_DIR / "notifications.yaml"))
         env.setdefault("JIT_LOG_FORMAT", "text")  # for people; JIT_LOG_FORMAT=json to see what production logs
         # Temporal UI calls the API's codec endpoint from the browser: allow the UI's
         # origin, on the same host name as every URL printed here (the sign-in cookie's).

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,8 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
+        # The SDK's 5 s is short on a loaded 2-core machine (xdist workers start servers together).
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     try:
         yield env

@@ -38,6 +38,7 @@ from workflows import steps
 from workflows.approvals import ApprovalRouting
 from workflows.audit_trail import AuditTrail
 from workflows.extensions import ExtensionSteps
+from workflows.notifications import Notifier
 from workflows.waits import HISTORY_TIMERS_PATCH, Waits
 
 with workflow.unsafe.imports_passed_through():
@@ -59,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         RevokeInput,
         Status,
     )
+    from core.notify_models import EventKind
 
 
 # Who ended a request whose workflow was cancelled outside jit-access.
@@ -78,6 +80,7 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         self._ending = False
         self._clock_floor: datetime | None = None
         self._audit = AuditTrail(req, self._set_audit_alert, local=self._local_store)
+        self._notify = Notifier(req)
         self._approved_at: datetime | None = None
         self._activated_at: datetime | None = None
         self._expires_at: datetime | None = None
@@ -115,6 +118,10 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
             auto_approve=self._routing.done and not req.policy.break_glass,
             break_glass=req.policy.break_glass,
         )
+        if self._status is Status.PENDING:
+            self._notify_stage()
+        if req.policy.break_glass:
+            self._notify_break_glass()
         try:
             await self._lifecycle()
         except asyncio.CancelledError:
@@ -147,8 +154,10 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         self._status = Status.REVOKED if self._revocation else Status.EXPIRED
         if self._revocation:
             self._audit.emit(AuditEventType.REVOKED, actor=self._revocation.actor, reason=self._revocation.reason)
+            self._notify_requester(EventKind.REVOKED, self._revocation.actor, self._revocation.reason)
         else:
             self._audit.emit(AuditEventType.EXPIRED, expires_at=self._expires_at)
+            self._notify_requester(EventKind.EXPIRED)
 
     async def _end_cancelled(self) -> None:
         """A workflow cancellation, wherever it lands: nothing live is left behind.
@@ -161,6 +170,7 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
             self._cancellation = decision
             self._status = Status.CANCELLED
             self._audit.emit(AuditEventType.CANCELLED, actor=decision.actor, reason=decision.reason)
+            self._notify_decided(EventKind.DECIDED, decision.actor, decision.reason, status=Status.CANCELLED.value)
         elif self._status in (Status.PROVISIONING, Status.ACTIVE):
             if self._revocation is None and not self._ending:
                 self._revocation = decision
@@ -187,6 +197,7 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
             await self._revoke("rollback of failed provisioning")
             self._status = Status.FAILED
             self._audit.emit(AuditEventType.FAILED, reason=self._failure)
+            self._notify_requester(EventKind.FAILED, detail=self._failure)
             return
         self._principal = outcome.principal if outcome else None
         # Fail closed: no access (no credentials) until the audit log has it.
@@ -202,6 +213,9 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         self._expires_at = self._spec.expires_at
         self._status = Status.ACTIVE
         self._publish()
+        self._notify_requester(EventKind.ACTIVE)
+        if self._notify.on:
+            self._notify.spawn(self._remind())
 
     async def _revoke(self, reason: str) -> None:
         outcome = await steps.revoke(self._req.id, self._spec, reason, self._set_alert, local=self._local_store)
@@ -210,6 +224,8 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
 
     def _set_alert(self, alert: str | None, kind: str = "revoke_failing") -> None:
         """The request's alert (one at a time): ``kind`` is what ``JitAlert`` shows while it is up."""
+        if (alert is None) != (self._alert is None):
+            self._notify_alert(alert, kind if alert else self._alert_kind)
         if alert != self._alert:
             self._alert = alert
             self._alert_kind = kind
@@ -222,6 +238,7 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         self._ended_at = workflow.now()
         self._publish()
         await self._audit.flushed()
+        await self._notify.drained()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -242,13 +259,18 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
             stage=self._routing.stage.name if self._routing.stage else None,
             permitted_by=input.permitted_by,
         )
+        stage = self._routing.index
         if self._routing.record(approval, workflow.now()):
             self._approved_at = workflow.now()
             self._status = self._approved_status()
+            self._notify_decided(EventKind.APPROVED, input.actor.sub, input.comment)
             # Answer the last approver with the outcome of provisioning.
             await workflow.wait_condition(lambda: self._status is not Status.PROVISIONING)
         else:
             self._publish()
+            if self._routing.index != stage:  # the next stage waits: its approvers hear of it
+                self._notify_decided(EventKind.DECIDED, input.actor.sub, input.comment, status="approved")
+                self._notify_stage()
         return self._view()
 
     @approve.validator
@@ -265,12 +287,14 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         if self._status is Status.ACTIVE:
             self._pending_extension = None
             self._audit.emit(AuditEventType.EXTENSION_DENIED, actor=input.actor.sub, reason=input.reason)
+            self._notify_decided(EventKind.EXTENSION_DENIED, input.actor.sub, input.reason, expires_at=self._expires_at)
             if self._history_timers:
                 self._publish()
             return self._view()
         self._denial = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         self._status = Status.DENIED
         self._audit.emit(AuditEventType.DENIED, actor=input.actor.sub, reason=input.reason)
+        self._notify_decided(EventKind.DENIED, input.actor.sub, input.reason)
         return self._view()
 
     @deny.validator
@@ -285,6 +309,7 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
         self._cancellation = Decision(actor=input.actor.sub, at=workflow.now(), reason=input.reason)
         self._status = Status.CANCELLED
         self._audit.emit(AuditEventType.CANCELLED, actor=input.actor.sub, reason=input.reason)
+        self._notify_decided(EventKind.DECIDED, input.actor.sub, input.reason, status=Status.CANCELLED.value)
         return self._view()
 
     @cancel.validator
@@ -333,6 +358,7 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
             )
             if self._history_timers:
                 self._publish()  # into the approvers' "to approve" lists
+            self._notify_extension_pending(input.duration_s)
             return self._view()
         await self._apply_extension(input.actor.sub, input.duration_s, input.reason, approved_by=[])
         return self._view()

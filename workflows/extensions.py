@@ -11,16 +11,17 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows import steps
-from workflows.state import RequestState
+from workflows.notify_steps import NotifySteps
 
 with workflow.unsafe.imports_passed_through():
     from core import errors
     from core.audit import AuditEventType
     from core.durations import format_duration
     from core.models import Actor, ApproveInput, Decision, Status
+    from core.notify_models import EventKind
 
 
-class ExtensionSteps(RequestState):
+class ExtensionSteps(NotifySteps):
     async def _approve_extension(self, input: ApproveInput) -> None:
         pending = self._pending_extension
         assert pending is not None and pending.duration_s is not None
@@ -73,6 +74,15 @@ class ExtensionSteps(RequestState):
                     expires_at=new_expiry,
                     approved_by=approved_by,
                 )
+                if approved_by:
+                    self._notify_decided(
+                        EventKind.EXTENDED,
+                        approved_by[-1],
+                        reason,
+                        expires_at=new_expiry,
+                        extension_s=duration_s,
+                        principal=self._principal,
+                    )
             elif checked:
                 # Revoked or expired while the target was being extended: say so.
                 raise errors.conflict(f"the grant ended ({self._end_word()}) before the extension took effect")

@@ -14,6 +14,7 @@ from temporalio import workflow
 
 from workflows.approvals import ApprovalRouting
 from workflows.audit_trail import AuditTrail
+from workflows.notifications import Notifier
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
@@ -62,6 +63,7 @@ class RequestState:
     _history_timers: bool  # waits.HISTORY_TIMERS_PATCH, decided once per run
     _ending: bool  # the grant's end has begun (timer fired, or cancelled): no extension lands
     _clock_floor: datetime | None  # the latest instant a fired timer proved has passed
+    _notify: Notifier  # notifications.NOTIFICATIONS_PATCH, and only with a plan in the input
 
     @property
     def _review_pending(self) -> bool:

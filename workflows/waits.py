@@ -24,16 +24,17 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from workflows import steps
-from workflows.state import RequestState
+from workflows.notify_steps import NotifySteps
 
 with workflow.unsafe.imports_passed_through():
     from core.audit import AuditEventType
     from core.models import Status
+    from core.notify_models import EventKind
 
 HISTORY_TIMERS_PATCH = "history-timers-v1"
 
 
-class Waits(RequestState):
+class Waits(NotifySteps):
     def _clock(self) -> datetime:
         """``workflow.now()``, but never earlier than a fired timer's target."""
         now = workflow.now()
@@ -68,6 +69,7 @@ class Waits(RequestState):
                 self._routing.escalate()
                 self._audit.emit(AuditEventType.ESCALATED, groups=self._routing.eligible_groups())
                 self._publish()
+                self._notify_stage(EventKind.ESCALATED)
 
     async def _await_decision_v1(self) -> None:
         deadline = workflow.now() + timedelta(seconds=self._req.policy.approval_timeout_s)
@@ -94,6 +96,7 @@ class Waits(RequestState):
     def _time_out(self) -> None:
         self._status = Status.TIMED_OUT
         self._audit.emit(AuditEventType.TIMED_OUT, stage=self._routing.stage.name if self._routing.stage else None)
+        self._notify_decided(EventKind.TIMED_OUT)
 
     # -- waiting for start_at ----------------------------------------------------
 

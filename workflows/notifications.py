@@ -1,0 +1,151 @@
+"""The workflow's side of notifications: which event goes to whom, sent without waiting.
+
+Each event becomes one ``deliver`` activity per route of the request's
+:class:`NotificationPlan` (decided at filing, in the workflow input), started
+and never awaited by the lifecycle: a slow or broken channel delays, fails or
+blocks nothing. Deliveries retry with backoff, a bounded number of times; the
+workflow waits for the stragglers only once the request has ended
+(``drained``), so that the "expired" message is not cut off.
+
+Approvers' messages that a channel can update (Slack) are remembered, and once
+the request or extension is decided each is updated in place with who decided
+(``EventKind.DECIDED``).
+
+Deterministic: whether a delivery is started depends on the input and the
+events in history only; ``NOTIFICATIONS_PATCH`` keeps runs from before it (which
+carry no plan anyway) as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
+    from core.models import AccessRequestInput
+    from core.notify_models import Delivery, EventKind, MessageRef, NotificationEvent, NotificationPlan, Route
+
+NOTIFICATIONS_PATCH = "notifications-v1"
+# One attempt may take this long (a channel's own timeout is shorter).
+ATTEMPT_TIMEOUT = timedelta(seconds=30)
+BACKOFF = dict(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60))
+
+
+class Notifier:
+    def __init__(self, req: AccessRequestInput) -> None:
+        self._req = req
+        plan = req.notify
+        # Asked only when there is a plan: histories without one never saw the marker.
+        self.plan: NotificationPlan | None = plan if plan and workflow.patched(NOTIFICATIONS_PATCH) else None
+        self._seq = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        # Approvers' messages not yet updated with the decision.
+        self._open: list[tuple[Route, asyncio.Task[MessageRef | None]]] = []
+
+    @property
+    def on(self) -> bool:
+        return self.plan is not None and bool(self.plan.routes)
+
+    def send(self, kind: EventKind, audiences: list[str], *, track: bool = False, **fields: Any) -> None:
+        """Start one delivery per route of ``audiences``; ``track``: update it at the decision."""
+        if not self.on:
+            return
+        assert self.plan is not None
+        event = self._event(kind, fields)
+        for route in self.plan.routes_for(audiences):
+            task = self._deliver(Delivery(route=route, event=event, max_attempts=self.plan.max_attempts))
+            if track:
+                self._open.append((route, task))
+
+    def decided(self, **fields: Any) -> None:
+        """Update every open approvers' message: the request (or extension) is decided."""
+        if not self.on:
+            return
+        opened, self._open = self._open, []
+        if opened:
+            event = self._event(EventKind.DECIDED, fields)
+            self._spawn(self._update_all(opened, event))
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` beside the lifecycle (the expiry reminder); awaited by :meth:`drained`."""
+        self._spawn(coro)
+
+    async def drained(self) -> None:
+        """Every delivery done or given up (each is bounded): then the workflow may end."""
+        while self._tasks:
+            tasks, self._tasks = self._tasks, []
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- inside ------------------------------------------------------------------
+
+    def _event(self, kind: EventKind, fields: dict[str, Any]) -> NotificationEvent:
+        assert self.plan is not None
+        self._seq += 1
+        req = self._req
+        url = f"{self.plan.public_url.rstrip('/')}/ui/requests/{req.id}" if self.plan.public_url else None
+        base: dict[str, Any] = dict(
+            id=f"{req.id}:{self._seq}:{kind.value}",
+            kind=kind,
+            at=workflow.now(),
+            request_id=req.id,
+            requester=req.requester.sub,
+            resource=req.resource,
+            action=req.action,
+            duration_s=req.duration_s,
+            reason=req.reason,
+            ticket=req.ticket,
+            environment=self.plan.environment,
+            policy_reasons=req.policy.reasons,
+            provisioner=str(req.policy.provisioner.get("type", "none")),
+            database=req.policy.provisioner.get("database"),
+            url=url,
+        )
+        base.update(fields)
+        return NotificationEvent(**base)
+
+    def _deliver(self, delivery: Delivery) -> asyncio.Task[MessageRef | None]:
+        assert self.plan is not None
+        handle = workflow.start_activity_method(
+            NotifyActivities.deliver,
+            delivery,
+            start_to_close_timeout=ATTEMPT_TIMEOUT,
+            schedule_to_close_timeout=timedelta(seconds=self.plan.give_up_after_s),
+            retry_policy=RetryPolicy(maximum_attempts=self.plan.max_attempts, **BACKOFF),
+            summary=f"notify {delivery.route.label} via {delivery.route.channel}: {delivery.event.kind.value}"[:100],
+        )
+        task = asyncio.ensure_future(_quietly(handle))
+        self._tasks.append(task)
+        return task
+
+    async def _update_all(
+        self, opened: list[tuple[Route, asyncio.Task[MessageRef | None]]], event: NotificationEvent
+    ) -> None:
+        assert self.plan is not None
+        for route, task in opened:
+            ref = await task
+            if ref is not None:  # posted, and the channel can update it
+                self._deliver(Delivery(route=route, event=event, ref=ref, max_attempts=self.plan.max_attempts))
+
+    def _spawn(self, coro: Any) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+
+async def _quietly(handle: Any) -> MessageRef | None:
+    """A delivery's result, None once it gave up: a notification never fails the request."""
+    try:
+        return await handle
+    except ActivityError:
+        return None
+
+
+def reminder_at(expires_at: datetime, activated_at: datetime, plan: NotificationPlan) -> datetime | None:
+    """When to remind the requester of ``expires_at``; None for a grant too short to need it."""
+    if expires_at - activated_at < timedelta(seconds=plan.reminder_min_grant_s):
+        return None
+    return expires_at - timedelta(seconds=plan.reminder_lead_s)
