@@ -15,13 +15,16 @@ from temporalio.worker import Worker
 from activities.audit import AuditActivities
 from activities.clock import read_clock
 from activities.grants import GrantActivities
+from activities.notify import NotifyActivities
 from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
 from activities.provisioning import DeprovisionInput
 from core.audit_log import AuditLog
 from core.grants import GrantStore
 from core.models import RevokeInput, Status
+from core.notify_config import NotificationConfig
+from core.notify_models import EventKind, NotificationPlan, Route
 from core.settings import Settings
-from tests.workflow_support import ALICE, request_input, start
+from tests.workflow_support import ALICE, deliveries, request_input, start
 from workflows.access_request import AccessRequestWorkflow
 
 
@@ -46,7 +49,10 @@ async def test_failing_revocation_raises_an_alert_and_keeps_retrying(
             raise ApplicationError("target refused the revoke", non_retryable=True)
         return RevokeOutcome(request_id=input.spec.request_id, provisioner="stub")
 
-    req = request_input(approvals=0, duration_s=3600)
+    # Operations hear of the alert when it is raised and when it clears.
+    notify = NotifyActivities(NotificationConfig.model_validate({"channels": {"console": {"type": "console"}}}))
+    to_ops = NotificationPlan(routes=[Route(channel="console", audience="operations")])
+    req = request_input(approvals=0, duration_s=3600, notify=to_ops)
     req.policy.provisioner = {"type": "stub"}
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with Worker(
@@ -60,6 +66,7 @@ async def test_failing_revocation_raises_an_alert_and_keeps_retrying(
                 provision,
                 deprovision,
                 read_clock,
+                notify.deliver,
             ],
             activity_executor=executor,
         ):
@@ -83,6 +90,9 @@ async def test_failing_revocation_raises_an_alert_and_keeps_retrying(
     ]
     raised = [a for a in alerts if a is not None and b"revoke_failing" in a.data]
     assert len(raised) == 1
+    told = [d.event for d in await deliveries(handle)]
+    assert [e.kind for e in told] == [EventKind.ALERT_RAISED, EventKind.ALERT_CLEARED]
+    assert told[0].detail is not None and "target refused the revoke" in told[0].detail
     # The grant died at once, before the target let go: tokens stopped working.
     grant = GrantStore(settings.grants_db_path).lookup(req.id)
     assert grant is not None and grant.revoked_at is not None

@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from core.models import AccessRequestInput, AccessRequestView, Actor, ResourcePolicy, StageSnapshot
+from core.notify_models import Delivery, NotificationPlan, Route
 from core.settings import Settings
 from core.temporal import workflow_id
 from worker import build_worker
@@ -25,6 +27,19 @@ DANA = Actor(sub="dana", groups=["data-owners"])
 LEAD = Actor(sub="lee", groups=["data-leads"])
 SRE = Actor(sub="sam", groups=["sre"])
 
+# Every audience to the console, and a reminder even for the scenarios' grants of seconds.
+CONSOLE_CONFIG = "channels: {console: {type: console}}\n"
+NOTIFY_ALL = NotificationPlan(
+    routes=[
+        Route(channel="console", audience=a)
+        for a in ("group:db-owners", "group:data-owners", "group:data-leads", "requester", "security", "operations")
+    ],
+    reminder_lead_s=1,
+    reminder_min_grant_s=2,
+    max_attempts=2,
+    give_up_after_s=60,
+)
+
 
 def request_input(
     *,
@@ -37,6 +52,7 @@ def request_input(
     stages: list[StageSnapshot] | None = None,
     break_glass: bool = False,
     extension_approval: bool = False,
+    notify: NotificationPlan | None = None,
 ) -> AccessRequestInput:
     return AccessRequestInput(
         id=str(uuid.uuid4()),
@@ -62,12 +78,20 @@ def request_input(
             extension_approval=extension_approval,
         ),
         policy_version="sha256:test",
+        notify=notify,
     )
 
 
 @asynccontextmanager
 async def running_worker(client: Client, data_dir: Path) -> AsyncIterator[Settings]:
-    settings = Settings(_env_file=None, data_dir=data_dir, task_queue=f"wf-test-{uuid.uuid4()}")  # type: ignore[call-arg]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "notifications.yaml").write_text(CONSOLE_CONFIG)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        task_queue=f"wf-test-{uuid.uuid4()}",
+        notifications_path=data_dir / "notifications.yaml",
+    )
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with build_worker(client, settings, executor):
             yield settings
@@ -79,3 +103,16 @@ async def start(
     return await client.start_workflow(
         AccessRequestWorkflow.run, req, id=workflow_id(req.id), task_queue=settings.task_queue
     )
+
+
+async def deliveries(handle: WorkflowHandle) -> list[Delivery]:
+    """Every notification the workflow sent, as its history (and Temporal UI) records them."""
+    converter = handle._client.data_converter
+    out = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == "deliver_notification":
+                [delivery] = await converter.decode(attrs.input.payloads, [Delivery])
+                out.append(delivery)
+    return out
