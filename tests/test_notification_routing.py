@@ -12,6 +12,7 @@ from tests.workflow_support import (
     ALICE,
     BOB,
     CAROL,
+    DANA,
     LEAD,
     NOTIFY_ALL,
     deliveries,
@@ -34,6 +35,7 @@ def told(sent: list, kind: EventKind) -> list[str]:
 async def test_each_stage_then_its_escalation_hear_in_turn(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
     async with running_worker(ts_env.client, tmp_path) as settings:
         handle = await start(ts_env.client, settings, request_input(stages=STAGES, duration_s=600, notify=NOTIFY_ALL))
+        await handle.execute_update(AccessRequestWorkflow.settled)  # filed: the first stage was told
         await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
         # Nobody in data-owners answers for 30 minutes: data-leads are asked too, and one approves.
         for _ in range(6):  # workflow time, skipped: an hour at most
@@ -51,6 +53,19 @@ async def test_each_stage_then_its_escalation_hear_in_turn(ts_env: WorkflowEnvir
     assert not told(sent, EventKind.DENIED)
     approved = next(d.event for d in sent if d.event.kind is EventKind.APPROVED)
     assert approved.approvals == ["bob", "lee"]
+
+
+async def test_an_approval_before_the_first_step_tells_the_next_stage_once(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_worker(ts_env.client, tmp_path) as settings:
+        handle = await start(ts_env.client, settings, request_input(stages=STAGES, duration_s=600, notify=NOTIFY_ALL))
+        await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+        await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=DANA))
+        await handle.result()
+    filed = told(await deliveries(handle), EventKind.FILED)
+    assert filed.count("group:data-owners") == 1
+    assert filed.count("group:db-owners") <= 1  # none when bob's approval came first
 
 
 async def test_an_extension_waits_on_its_approvers_and_the_requester_hears_the_answer(

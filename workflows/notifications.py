@@ -44,6 +44,7 @@ class Notifier:
         # Asked only when there is a plan: histories without one never saw the marker.
         self.plan: NotificationPlan | None = plan if plan and workflow.patched(NOTIFICATIONS_PATCH) else None
         self._seq = 0
+        self.announced: set[int] = set()  # approval stages whose approvers were told
         self._tasks: list[asyncio.Task[Any]] = []
         # Approvers' messages not yet updated with the decision.
         self._open: list[tuple[Route, asyncio.Task[MessageRef | None]]] = []

@@ -34,6 +34,11 @@ class NotifySteps(RequestState):
         stage = self._routing.stage
         if stage is None:
             return
+        if kind is EventKind.FILED:
+            # Once per stage: an approval can land before the run's first step.
+            if self._routing.index in self._notify.announced:
+                return
+            self._notify.announced.add(self._routing.index)
         groups = stage.escalate_to if kind is EventKind.ESCALATED else self._routing.eligible_groups()
         self._notify.send(
             kind,
