@@ -91,8 +91,9 @@ class StatusLine:
         self.last = text
 
     def close(self) -> None:
+        # On a terminal the live line gives way to the result that follows on stdout.
         if self.tty and self.last is not None:
-            self.stream.write("\n")
+            self.stream.write("\r\x1b[K")
             self.stream.flush()
         self.last = None
 

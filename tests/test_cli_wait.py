@@ -19,10 +19,14 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.provisioners.postgres_config import role_name
 from cli.wait import StatusLine
 from tests.conftest import Stack, running_stack
 from tests.e2e_support import write_catalog
+from tests.pg import pg_cluster, pg_db  # noqa: F401
 from tests.test_cli import JIT, ORDERS, Run
+from tests.test_postgres_e2e import RESOURCE as PG_RESOURCE
+from tests.test_postgres_e2e import admin_dsn, orders_db, pg_stack  # noqa: F401
 
 CUSTOMERS = "postgres:orders/public.customers"  # 2 approvals from db-owners, privacy
 HURRIED = "db:hurried"  # nobody has long to approve it
@@ -239,15 +243,39 @@ async def test_extend_wait_ends_with_the_grant_exit_7(wait_stack: Stack) -> None
     )
 
 
+async def test_a_provisioned_database_gets_the_psql_hint_not_the_password(pg_stack: Stack) -> None:  # noqa: F811
+    stack = pg_stack
+    waiting = await Waiting.start(stack, "--as", "alice", "--group", "engineers", *ask(PG_RESOURCE, "--wait")[2:])
+    request_id = (await waiting.line()).split()[0]
+    await decide(stack, request_id, "approve", "bob", "db-owners")
+    result = await waiting.result()
+    assert result.code == 0, result.err
+    role = role_name(request_id, "alice")
+    assert result.out.splitlines()[1:] == [
+        f"token:  jit token {request_id}",
+        f"psql:   jit token {request_id} --psql   (role {role}; the command holds its password)",
+    ]
+    credentials = await stack.http.get(
+        f"/v1/requests/{request_id}/credentials", headers=stack.auth("alice", "engineers")
+    )
+    assert credentials.json()["database"]["password"] not in result.out + result.err
+    revoked = await stack.http.post(
+        f"/v1/requests/{request_id}/revoke", json={"reason": "done"}, headers=stack.auth("alice", "engineers")
+    )
+    assert revoked.status_code == 200, revoked.text
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
 
-def test_on_a_terminal_the_status_is_one_line_rewritten() -> None:
+def test_on_a_terminal_the_status_is_one_line_rewritten_then_cleared_for_the_result() -> None:
     terminal = Terminal()
     line = StatusLine(terminal)
     for text in ["x  pending", "x  pending", "x  pending  approved by bob (1 of 2)", "x  active"]:
         line.show(text)
     line.close()
-    assert terminal.getvalue() == "\r\x1b[Kx  pending\r\x1b[Kx  pending  approved by bob (1 of 2)\r\x1b[Kx  active\n"
+    assert (
+        terminal.getvalue() == "\r\x1b[Kx  pending\r\x1b[Kx  pending  approved by bob (1 of 2)\r\x1b[Kx  active\r\x1b[K"
+    )
