@@ -19,12 +19,17 @@ TIMEOUT_S = 60.0
 
 # Exit codes, the same for every command (``jit --help`` prints this table).
 OK, FAILED, USAGE, UNREACHABLE, UNAUTHENTICATED = 0, 1, 2, 3, 4
+DENIED, TIMED_OUT, ENDED, INTERRUPTED = 5, 6, 7, 130  # --wait's outcomes (cli/wait.py)
 EXIT_CODES = {
-    OK: "done (--dry-run: the request would be allowed)",
+    OK: "done (--dry-run: the request would be allowed; --wait: access is active, or extended)",
     FAILED: "refused or failed: the API said no, --dry-run would be refused, a check found problems",
     USAGE: "usage: a wrong command line, no identity given, an unreadable config file",
-    UNREACHABLE: "not now: the server is unreachable, timed out or answered 503; retry later",
+    UNREACHABLE: "not now: the server is unreachable, timed out or answered 503, or --timeout passed; retry later",
     UNAUTHENTICATED: "the server did not accept your identity token (401): get a new one",
+    DENIED: "--wait: the request (or the extension) was denied",
+    TIMED_OUT: "--wait: nobody approved the request in time",
+    ENDED: "--wait: cancelled, failed, or ended (revoked, expired) before it was active or extended",
+    INTERRUPTED: "--wait: interrupted (Ctrl-C); the request stays filed",
 }
 UNAUTHENTICATED_HINT = (
     "the server did not accept your identity token: it was signed for another server or has expired; "

@@ -35,6 +35,7 @@ from cli.client import (
     when,
 )
 from cli.psql import psql_command
+from cli.wait import timeout_seconds, wait_for_extension, wait_for_request, wait_options
 from core.durations import DurationError, parse_duration
 from core.models import Status
 
@@ -101,6 +102,10 @@ class Session:
             return self.token
         raise CliError("no identity: set JIT_TOKEN, or pass --token TOKEN (or --as USER against a dev server)", USAGE)
 
+    def forget_identity(self) -> None:
+        """The next call mints a new --as token (one lives AS_TTL; jit request --wait may outlast it)."""
+        self._as_token = None
+
     def dev_token(self, user: str, groups: tuple[str, ...], mfa: bool, ttl: str) -> str:
         """A dev identity token from the server's dev issuer (``POST /v1/dev/token``)."""
         off = (
@@ -132,7 +137,7 @@ def json_option(f: Any) -> Any:
 
 
 def _exit_codes() -> str:
-    rows = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+    rows = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
     return f"\b\nExit codes:\n{rows}"
 
 
@@ -206,6 +211,7 @@ def dev_token(s: Session, user: str, groups: tuple[str, ...], ttl: str, mfa: boo
 @click.option("--idempotency-key", metavar="KEY", help="Retrying with the same KEY files the request once.")
 @click.option("--break-glass", is_flag=True, help="An emergency: access at once, reviewed afterwards (if permitted).")
 @click.option("--dry-run", is_flag=True, help="Show what the policies would decide, and why; file nothing.")
+@wait_options
 @json_option
 @click.pass_obj
 def request(
@@ -219,8 +225,17 @@ def request(
     idempotency_key: str | None,
     break_glass: bool,
     dry_run: bool,
+    wait: bool,
+    timeout: str | None,
 ) -> None:
-    """Ask for access to RESOURCE."""
+    """Ask for access to RESOURCE.
+
+    With --wait, show its progress on stderr until it is active (then how to
+    use it), denied, timed out or ended; Ctrl-C stops waiting, not the request.
+    """
+    timeout_s = timeout_seconds(wait, timeout)
+    if wait and dry_run:
+        raise click.UsageError("--wait files nothing to wait for with --dry-run")
     body: dict[str, Any] = {"resource": resource, "action": action, "duration": duration, "reason": reason}
     if ticket:
         body["ticket"] = ticket
@@ -238,12 +253,20 @@ def request(
             sys.exit(FAILED)  # a script's `jit request --dry-run && ...` must stop here
         return
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    s.show(s.api.call("POST", "/v1/requests", body=body, headers=headers))
+    filed = s.api.call("POST", "/v1/requests", body=body, headers=headers)
+    if wait:
+        wait_for_request(s, filed, timeout_s)
+    else:
+        s.show(filed)
+
+
+def _post(s: Session, request_id: str, verb: str, body: dict[str, Any]) -> dict[str, Any]:
+    path = f"/v1/requests/{quote(request_id, safe='')}/{verb}"
+    return s.api.call("POST", path, body={k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
 
 
 def _act(s: Session, request_id: str, verb: str, body: dict[str, Any]) -> None:
-    path = f"/v1/requests/{quote(request_id, safe='')}/{verb}"
-    s.show(s.api.call("POST", path, body={k: v for k, v in body.items() if v is not None}))
+    s.show(_post(s, request_id, verb, body))
 
 
 @cli.command()
@@ -290,11 +313,20 @@ def revoke(s: Session, request_id: str, reason: str) -> None:
 @click.argument("request_id", metavar="ID")
 @click.option("--for", "duration", type=DURATION, required=True, help="How much longer: 30m, PT30M or seconds.")
 @click.option("--reason", required=True)
+@wait_options
 @json_option
 @click.pass_obj
-def extend(s: Session, request_id: str, duration: str, reason: str) -> None:
-    """Keep your active access longer (within the resource's maximum)."""
-    _act(s, request_id, "extend", {"duration": duration, "reason": reason})
+def extend(s: Session, request_id: str, duration: str, reason: str, wait: bool, timeout: str | None) -> None:
+    """Keep your active access longer (within the resource's maximum).
+
+    With --wait, where the extension needs approval, wait until it is decided.
+    """
+    timeout_s = timeout_seconds(wait, timeout)
+    asked = _post(s, request_id, "extend", {"duration": duration, "reason": reason})
+    if wait:
+        wait_for_extension(s, asked, timeout_s)
+    else:
+        s.show(asked)
 
 
 @cli.command("ls")

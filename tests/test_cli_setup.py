@@ -325,4 +325,4 @@ async def test_help_lists_the_exit_codes(tmp_path: Path) -> None:
     result = await User.make(tmp_path).jit("--help")
     assert result.code == 0
     table = result.out.split("Exit codes:\n", 1)[1].splitlines()
-    assert [line.split()[0] for line in table] == ["0", "1", "2", "3", "4"]
+    assert [line.split()[0] for line in table] == ["0", "1", "2", "3", "4", "5", "6", "7", "130"]
