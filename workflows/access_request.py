@@ -22,15 +22,17 @@ Messages:
              ``settled`` returns once provisioning is over.
     query    ``get`` → :class:`AccessRequestView` (built in ``state.py``).
 
-Activity calls, timeouts and retries live in ``steps.py``; every event goes to
-the audit log (``audit_trail.py``). Every state after provisioning has run the
+Provisioning and ending a grant are in ``grant_steps.py``, the waits in
+``waits.py``; activity calls, timeouts and retries in ``steps.py``. Every event
+goes to the audit log (``audit_trail.py``), and the people it concerns hear of
+it (``notify_steps.py``, without waiting on any channel). Every state after provisioning has run the
 revoke steps to completion before the workflow ends, whatever crashed in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 
@@ -38,8 +40,9 @@ from workflows import steps
 from workflows.approvals import ApprovalRouting
 from workflows.audit_trail import AuditTrail
 from workflows.extensions import ExtensionSteps
+from workflows.grant_steps import CANCELLED_BY, CANCELLED_REASON, GrantSteps
 from workflows.notifications import Notifier
-from workflows.waits import HISTORY_TIMERS_PATCH, Waits
+from workflows.waits import HISTORY_TIMERS_PATCH
 
 with workflow.unsafe.imports_passed_through():
     from activities.provisioners.base import GrantSpec
@@ -63,13 +66,11 @@ with workflow.unsafe.imports_passed_through():
     from core.notify_models import EventKind
 
 
-# Who ended a request whose workflow was cancelled outside jit-access.
-CANCELLED_BY = "temporal"
-CANCELLED_REASON = "workflow cancelled in Temporal (UI or CLI)"
+__all__ = ["CANCELLED_BY", "CANCELLED_REASON", "AccessRequestWorkflow"]
 
 
 @workflow.defn
-class AccessRequestWorkflow(ExtensionSteps, Waits):
+class AccessRequestWorkflow(GrantSteps, ExtensionSteps):
     @workflow.init
     def __init__(self, req: AccessRequestInput) -> None:
         self._req = req
@@ -147,92 +148,6 @@ class AccessRequestWorkflow(ExtensionSteps, Waits):
             # Break-glass: the workflow stays open, and listed, until reviewed.
             self._publish()
             await workflow.wait_condition(lambda: not self._review_pending)
-
-    async def _end_grant(self) -> None:
-        """Revoke and verify (to completion, whatever interrupts), then record why it ended."""
-        await self._revoke(self._revocation.reason if self._revocation else "expired")
-        self._status = Status.REVOKED if self._revocation else Status.EXPIRED
-        if self._revocation:
-            self._audit.emit(AuditEventType.REVOKED, actor=self._revocation.actor, reason=self._revocation.reason)
-            self._notify_requester(EventKind.REVOKED, self._revocation.actor, self._revocation.reason)
-        else:
-            self._audit.emit(AuditEventType.EXPIRED, expires_at=self._expires_at)
-            self._notify_requester(EventKind.EXPIRED)
-
-    async def _end_cancelled(self) -> None:
-        """A workflow cancellation, wherever it lands: nothing live is left behind.
-
-        Temporal delivers a cancellation once, so the revoke steps started here
-        run to completion. A termination cannot be caught: the reconciler
-        (workflows/reconciler.py) revokes what it strands."""
-        decision = Decision(actor=CANCELLED_BY, at=workflow.now(), reason=CANCELLED_REASON)
-        if self._status in (Status.PENDING, Status.SCHEDULED):
-            self._cancellation = decision
-            self._status = Status.CANCELLED
-            self._audit.emit(AuditEventType.CANCELLED, actor=decision.actor, reason=decision.reason)
-            self._notify_decided(EventKind.DECIDED, decision.actor, decision.reason, status=Status.CANCELLED.value)
-        elif self._status in (Status.PROVISIONING, Status.ACTIVE):
-            if self._revocation is None and not self._ending:
-                self._revocation = decision
-            self._ending = True
-            await self._end_grant()
-
-    async def _provision(self) -> None:
-        self._publish()
-        req = self._req
-        # The grant's clock starts now, in workflow time: the store, the
-        # tokens and the timer all use these two instants. Time lost to
-        # provisioning retries comes out of the grant, never on top of it.
-        activated_at = self._clock() if self._history_timers else workflow.now()
-        self._spec = steps.grant_spec(req, activated_at, activated_at + timedelta(seconds=req.duration_s))
-        try:
-            outcome = await steps.issue(
-                self._spec,
-                local=self._local_store,
-                requested_at=req.created_at,
-                approved_at=self._approved_at if self._routing.stages else None,
-            )
-        except steps.StepFailed as e:
-            self._failure = f"provisioning failed: {e.cause or e}"
-            await self._revoke("rollback of failed provisioning")
-            self._status = Status.FAILED
-            self._audit.emit(AuditEventType.FAILED, reason=self._failure)
-            self._notify_requester(EventKind.FAILED, detail=self._failure)
-            return
-        self._principal = outcome.principal if outcome else None
-        # Fail closed: no access (no credentials) until the audit log has it.
-        await self._audit.flushed(
-            self._audit.emit(
-                AuditEventType.PROVISIONED,
-                activated_at=self._spec.activated_at,
-                expires_at=self._spec.expires_at,
-                principal=self._principal,
-            )
-        )
-        self._activated_at = self._spec.activated_at
-        self._expires_at = self._spec.expires_at
-        self._status = Status.ACTIVE
-        self._publish()
-        self._notify_requester(EventKind.ACTIVE)
-        if self._notify.on:
-            self._notify.spawn(self._remind())
-
-    async def _revoke(self, reason: str) -> None:
-        outcome = await steps.revoke(self._req.id, self._spec, reason, self._set_alert, local=self._local_store)
-        if outcome is not None:
-            self._revocation_verified_at = workflow.now()
-
-    def _set_alert(self, alert: str | None, kind: str = "revoke_failing") -> None:
-        """The request's alert (one at a time): ``kind`` is what ``JitAlert`` shows while it is up."""
-        if (alert is None) != (self._alert is None):
-            self._notify_alert(alert, kind if alert else self._alert_kind)
-        if alert != self._alert:
-            self._alert = alert
-            self._alert_kind = kind
-            self._publish()
-
-    def _set_audit_alert(self, alert: str | None) -> None:
-        self._set_alert(alert, "audit_failing")
 
     async def _finish(self) -> AccessRequestView:
         self._ended_at = workflow.now()

@@ -34,7 +34,15 @@ with workflow.unsafe.imports_passed_through():
 NOTIFICATIONS_PATCH = "notifications-v1"
 # One attempt may take this long (a channel's own timeout is shorter).
 ATTEMPT_TIMEOUT = timedelta(seconds=30)
-BACKOFF = dict(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60))
+
+
+def _retry(max_attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=60),
+        maximum_attempts=max_attempts,
+    )
 
 
 class Notifier:
@@ -117,7 +125,7 @@ class Notifier:
             delivery,
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             schedule_to_close_timeout=timedelta(seconds=self.plan.give_up_after_s),
-            retry_policy=RetryPolicy(maximum_attempts=self.plan.max_attempts, **BACKOFF),
+            retry_policy=_retry(self.plan.max_attempts),
             summary=f"notify {delivery.route.label} via {delivery.route.channel}: {delivery.event.kind.value}"[:100],
         )
         task = asyncio.ensure_future(_quietly(handle))

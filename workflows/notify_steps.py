@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from core.models import Status
     from core.notify_models import Audience, EventKind
 
-REQUESTER = [Audience.REQUESTER.value]
+REQUESTER = (Audience.REQUESTER.value,)
 
 
 def _groups(groups: list[str]) -> list[str]:
@@ -72,13 +72,19 @@ class NotifySteps(RequestState):
         self._notify.decided(status=status, actor=actor, detail=detail, approvals=approvals, **extra)
         if kind is not EventKind.DECIDED:
             self._notify.send(
-                kind, REQUESTER, status=self._status.value, actor=actor, detail=detail, approvals=approvals, **extra
+                kind,
+                list(REQUESTER),
+                status=self._status.value,
+                actor=actor,
+                detail=detail,
+                approvals=approvals,
+                **extra,
             )
 
     def _notify_requester(self, kind: EventKind, actor: str | None = None, detail: str | None = None) -> None:
         self._notify.send(
             kind,
-            REQUESTER,
+            list(REQUESTER),
             status=self._status.value,
             actor=actor,
             detail=detail,
