@@ -194,7 +194,7 @@ def _spawn_worker(settings: Settings, workdir: Path, env: dict[str, str]) -> sub
 def project_app(server: DevServer, workdir: Path, name: str, env: dict[str, str] | None = None) -> Iterator[App]:
     """``worker.py`` and the API (``uvicorn --factory api.app:create_app``, one process), as ``make run`` starts them.
 
-    ``env``: extra environment for the worker (``JIT_WORKER_*`` settings)."""
+    ``env``: extra environment for both (the worker settings under test, a notifications file)."""
     workdir.mkdir(parents=True, exist_ok=True)
     settings = settings_for(server, workdir / "data", f"bench-{name}")
     port = free_port()
@@ -202,7 +202,7 @@ def project_app(server: DevServer, workdir: Path, name: str, env: dict[str, str]
     api = spawn(
         [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", HOST, "--port", str(port)],
         workdir / "api.log",
-        app_env(settings),
+        {**app_env(settings), **(env or {})},
     )
     app = App(settings, _spawn_worker(settings, workdir, env or {}), api, url, workdir, env or {})
     try:
