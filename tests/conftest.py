@@ -48,6 +48,7 @@ TEST_CATALOG = Path(__file__).parent / "catalog.yaml"
 TEST_POLICIES = Path(__file__).parent / "policies"
 EXAMPLE_CATALOG = ROOT / "config/catalog.yaml"
 EXAMPLE_POLICIES = ROOT / "config/policies"
+EXAMPLE_NOTIFICATIONS = ROOT / "config/notifications.yaml"
 WEDNESDAY_NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 

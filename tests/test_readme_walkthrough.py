@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, ROOT, Stack, dev_server, running_stack
+from tests.conftest import (
+    EXAMPLE_CATALOG,
+    EXAMPLE_NOTIFICATIONS,
+    EXAMPLE_POLICIES,
+    ROOT,
+    Stack,
+    dev_server,
+    running_stack,
+)
 from tests.walkthrough import Shell, Walkthrough, parse
 
 README = ROOT / "README.md"
@@ -45,6 +53,14 @@ def test_a_wrong_output_is_caught() -> None:
         raise AssertionError("a different output passed")
 
 
+def test_a_missing_printed_block_is_caught() -> None:
+    walk = Walkthrough([])
+    out = "── notification to db-owners (filed) ──\n  alice asks for read on x for 15m\n\n  Request: 3f0c9a1e-0000-4000-8000-000000000001\n"
+    assert walk.printed_in(["── notification to db-owners (filed) ──", "  Request: <id>"], out) is False  # not together
+    assert walk.printed_in(["  alice asks for read on x for 15m", "  Request: <id>"], out) is True
+    assert walk.printed_in(["  bob asks for read on x for 15m"], out) is False
+
+
 def parse_one(text: str):  # type: ignore[no-untyped-def]
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"walk-{os.getpid()}.md"
     path.write_text(f"<!-- walkthrough -->\n```console\n{text}\n```\n")
@@ -60,12 +76,20 @@ async def own_example_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     only, and other tests on the shared server are alice too."""
     async with (
         dev_server() as env,
-        running_stack(env, tmp_path / "data", catalog_path=EXAMPLE_CATALOG, policies_dir=EXAMPLE_POLICIES) as stack,
+        running_stack(
+            env,
+            tmp_path / "data",
+            catalog_path=EXAMPLE_CATALOG,
+            policies_dir=EXAMPLE_POLICIES,
+            notifications_path=EXAMPLE_NOTIFICATIONS,  # as make run: every notification on the console
+        ) as stack,
     ):
         yield stack
 
 
-async def test_the_readme_walkthrough_runs_as_written(own_example_stack: Stack, tmp_path: Path) -> None:
+async def test_the_readme_walkthrough_runs_as_written(
+    own_example_stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     example_stack = own_example_stack
     walk = parse(README)
     home = tmp_path / "home"
@@ -95,3 +119,12 @@ async def test_the_readme_walkthrough_runs_as_written(own_example_stack: Stack, 
                     await asyncio.sleep(0.2)
     finally:
         await shell.close()
+    # What make run's terminal printed meanwhile: the console notifications (sent without
+    # waiting, so the last may still be on its way).
+    assert walk.printed, "the walk-through shows no make-run output"
+    printed = ""
+    for block in walk.printed:
+        deadline = time.monotonic() + LIST_WAIT_S
+        while not walk.printed_in(block, printed := printed + capsys.readouterr().out):
+            assert time.monotonic() < deadline, "make run never printed:\n" + "\n".join(block)
+            await asyncio.sleep(0.1)

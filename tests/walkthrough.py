@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MARKER = "<!-- walkthrough -->"
+# A block of what `make run`'s own terminal prints meanwhile (the console notifications):
+# its lines, blank ones aside, must appear together in the stack's output.
+PRINTS_MARKER = "<!-- walkthrough: make run prints -->"
 _PLACEHOLDER = re.compile(r"<(id\d*|time|token|hash|n|path|text)>")
 _PATTERNS = {
     "id": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
@@ -47,6 +50,12 @@ class Step:
 class Walkthrough:
     steps: list[Step]
     captured: dict[str, str] = field(default_factory=dict)
+    printed: list[list[str]] = field(default_factory=list)
+
+    def printed_in(self, expected: list[str], output: str) -> bool:
+        """Whether ``expected`` (a make-run-prints block) appears in ``output``, placeholders filled."""
+        lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+        return any(_match([*expected, "…"], lines[k:], dict(self.captured)) for k in range(len(lines)))
 
     def command(self, step: Step) -> str:
         """The command as a reader runs it: placeholders replaced by what was printed before."""
@@ -71,6 +80,7 @@ class Walkthrough:
 def parse(readme: Path) -> Walkthrough:
     lines = readme.read_text().splitlines()
     steps: list[Step] = []
+    printed: list[list[str]] = []
     i = 0
     while i < len(lines):
         if lines[i].strip() == MARKER and i + 1 < len(lines) and lines[i + 1].startswith("```console"):
@@ -85,8 +95,16 @@ def parse(readme: Path) -> Walkthrough:
                 elif lines[i].strip() and steps:
                     steps[-1].expected.append(lines[i].rstrip())
                 i += 1
+        elif lines[i].strip() == PRINTS_MARKER and i + 1 < len(lines) and lines[i + 1].startswith("```console"):
+            i += 2
+            block = []
+            while i < len(lines) and not lines[i].startswith("```"):
+                if lines[i].strip():
+                    block.append(lines[i].rstrip())
+                i += 1
+            printed.append(block)
         i += 1
-    return Walkthrough(steps)
+    return Walkthrough(steps, printed=printed)
 
 
 def _strip_comment(command: str) -> str:

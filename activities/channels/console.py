@@ -23,7 +23,8 @@ class ConsoleSender:
     def send(self, delivery: Delivery) -> MessageRef | None:
         body = as_text(build(delivery.event))
         head = f"── notification to {delivery.route.label} ({delivery.event.kind.value}) "
-        text = "\n".join([head + "─" * max(0, 72 - len(head)), *("  " + line for line in body.splitlines()), ""])
+        lines = [("  " + line).rstrip() for line in body.splitlines()]
+        text = "\n".join([head + "─" * max(0, 72 - len(head)), *lines, ""])
         out = self._out or sys.stdout
         with _LOCK:
             out.write(text + "\n")
