@@ -35,7 +35,7 @@ from api.requests_service import RequestService
 from api.routes import audit, catalog, codec, dev, health, requests, tokens
 from core.access_tokens import VerifiedTokens
 from core.grants import GrantStore
-from core.keys import KeyRing
+from core.keys import load_key_ring
 from core.logging import setup_logging
 from core.notify_config import load_notifications
 from core.settings import Settings, get_settings
@@ -81,11 +81,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
         app.state.identity = IdentityVerifier(settings)
         app.state.notifications = load_notifications(settings.notifications_path)
         app.state.grants = GrantStore(settings.grants_db_path)
-        app.state.keys = (
-            KeyRing.from_pem(settings.signing_key_pem)
-            if settings.signing_key_pem
-            else KeyRing.load_or_create(settings.signing_keys_dir)
-        )
+        app.state.keys = load_key_ring(settings)
         app.state.verified_tokens = VerifiedTokens(app.state.keys, issuer=settings.token_issuer)
         app.state.requests = RequestService(
             client,

@@ -38,7 +38,7 @@ class PageTokens:
     @classmethod
     def from_signing_key(cls, signing: SigningKey) -> PageTokens:
         raw = signing.private.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         return cls(hashlib.sha256(b"jit-access page tokens\x00" + raw).digest())
 

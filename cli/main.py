@@ -1,6 +1,6 @@
 """``jit``: a thin command-line client of the jit-access REST API (``jit --help``).
 
-Every command calls the API but ``config``, ``policy check`` and ``audit verify``;
+Every command calls the API but ``config``, ``keys``, ``policy check`` and ``audit verify``;
 output is for people unless ``--json`` asks for the API's answer as is. Errors
 are one ``jit: ...`` line on stderr, with the exit codes of cli/client.py
 ``EXIT_CODES``. It needs no file of the server: dev tokens come from the API
@@ -34,6 +34,7 @@ from cli.client import (
     table,
     when,
 )
+from cli.keys import keys
 from cli.psql import psql_command
 from cli.wait import timeout_seconds, wait_for_extension, wait_for_request, wait_options
 from core.durations import DurationError, parse_duration
@@ -415,6 +416,7 @@ def token(s: Session, request_id: str, psql: bool) -> None:
 
 cli.add_command(config.config)  # jit config set/get/unset/show: cli/config.py
 cli.add_command(audit)  # jit audit, jit audit verify: cli/audit.py
+cli.add_command(keys)  # jit keys new/list/jwks/remove: cli/keys.py
 policy_commands.register(cli, _act)  # jit acknowledge, reviews, catalog, policy check: cli/policy_commands.py
 
 

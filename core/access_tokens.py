@@ -1,4 +1,4 @@
-"""Access tokens for requesters: RFC 9068 JWTs signed with Ed25519.
+"""Access tokens for requesters: RFC 9068 JWTs signed with the key ring's signing key (RS256 by default).
 
 Minted by the API on each credentials call from the live grant, with a short
 TTL and never past the grant's expiry, so the token is never stored anywhere.
@@ -17,7 +17,6 @@ import jwt
 from core.grants import GrantRow
 from core.keys import KeyRing
 
-ALGORITHM = "EdDSA"  # pinned: verification accepts nothing else
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 CLIENT_ID = "jit-access"
 
@@ -40,7 +39,7 @@ def mint(
         "exp": int(expires.timestamp()),
     }
     key = keys.active
-    token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE})
+    token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": TOKEN_TYPE})
     return token, datetime.fromtimestamp(claims["exp"], UTC)
 
 
@@ -58,7 +57,7 @@ def verify(keys: KeyRing, token: str, *, issuer: str) -> dict[str, Any]:
         return jwt.decode(
             token,
             key.public,
-            algorithms=[ALGORITHM],
+            algorithms=[key.alg],  # pinned to the key: a header's "alg" chooses nothing
             issuer=issuer,
             options={"require": ["iss", "sub", "aud", "jti", "exp", "iat", "nbf"], "verify_aud": False},
         )
@@ -70,8 +69,8 @@ class VerifiedTokens:
     """Remembers tokens whose signature checked out, until they expire.
 
     A signature verdict never changes for the same token string, so resource
-    servers introspecting the same token over and over pay for one EdDSA
-    verify; expiry is re-checked on every call, revocation is the caller's.
+    servers introspecting the same token over and over pay for one signature
+    check; expiry is re-checked on every call, revocation is the caller's.
     """
 
     def __init__(self, keys: KeyRing, *, issuer: str, size: int = 10_000):

@@ -54,7 +54,16 @@ class Settings(BaseSettings):
     # Access tokens issued to requesters.
     token_issuer: str = "http://localhost:8000"  # noqa: S105
     token_ttl_s: int = Field(default=300, gt=0)
-    signing_key_pem: str | None = Field(default=None, repr=False)  # else generated once under data_dir
+    # Their signing keys (core/keys.py): one or more PEM private keys in JIT_SIGNING_KEY_PEM,
+    # else the *.pem files of JIT_SIGNING_KEYS_PATH (a mounted secret), else made once under
+    # data_dir. All are published in the JWKS; JIT_SIGNING_KEY_ID (a kid) signs, else the
+    # newest key of JIT_TOKEN_ALGORITHM. RS256 by default: the one algorithm every resource-
+    # server library tried accepts in its default configuration (docs/benchmarks.md, "Token
+    # algorithms"); RFC 9068 requires RS256 of them.
+    token_algorithm: Literal["RS256", "ES256", "EdDSA"] = "RS256"  # noqa: S105 - an algorithm name
+    signing_key_pem: str | None = Field(default=None, repr=False)
+    signing_keys_path: Path | None = None
+    signing_key_id: str | None = None
 
     # Provisioning. Database passwords are derived (HMAC of the request id) with
     # this key, so they are never stored nor put in history; else a key file
