@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.catalog import LEGACY_STAGE
 from core.durations import format_duration
 from core.models import AccessRequestView, Status
 
@@ -20,7 +21,8 @@ class Event:
 def timeline(view: AccessRequestView) -> list[Event]:
     events = [Event(view.created_at, "Filed", view.requester, view.reason)]
     for a in view.approvals:
-        stage = f" (stage {a.stage})" if a.stage else ""
+        # The one stage of the short form (approvals_required) goes without saying.
+        stage = f" (stage {a.stage})" if a.stage and a.stage != LEGACY_STAGE else ""
         events.append(Event(a.at, f"Approved{stage}", a.approver, a.comment or ""))
     if view.approved_at and not view.approvals and view.status is not Status.PENDING:
         events.append(Event(view.approved_at, "Granted at once by policy", note="; ".join(view.policy_reasons)))
