@@ -162,6 +162,14 @@ async def test_file_approve_see_the_countdown_and_revoke_in_the_browser(
     await requester.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
     assert await requester.evaluate("document.documentElement.scrollWidth") <= 375
 
+    # The access token on demand, ready to copy.
+    await requester.get_by_role("button", name="Show credentials").click()
+    await expect(requester.get_by_label(re.compile("^Access token for"))).to_have_value(
+        re.compile(r"^ey[\w-]+\.[\w-]+\.[\w-]+$")
+    )
+    await expect(requester.get_by_role("button", name="Copy the token")).to_be_visible()
+    await requester.get_by_role("link", name="Back to the request").click()
+
     # Alice revokes it.
     revoke = requester.locator("details", has_text="Revoke")
     await revoke.locator("summary").click()
@@ -170,3 +178,16 @@ async def test_file_approve_see_the_countdown_and_revoke_in_the_browser(
     await expect(requester.locator(".flash")).to_have_text("Revoked.")
     await expect(requester.locator("h1 + p .status")).to_have_text("Revoked")
     await expect(requester.locator(".timeline")).to_contain_text(f"Revoked by {alice}: done with INC-7")
+
+
+async def test_a_forged_callback_and_the_dev_sign_in_are_refused_with_oidc_only(oidc_stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=oidc_stack.base_url) as http:
+        # A code and state this browser never asked for (login CSRF): refused, nobody signed in.
+        forged = await http.get("/ui/auth/callback", params={"code": "stolen", "state": "not-ours"})
+        assert forged.status_code == 401
+        assert "sign-in failed (mismatching_state)" in forged.text and "Traceback" not in forged.text
+        assert (await http.get("/ui/requests")).status_code == 303
+        # Without the dev identity issuer the dev sign-in does not exist, and the page does not offer it.
+        login = await http.get("/ui/login")
+        assert "Sign in with your company account" in login.text and "dev-login" not in login.text
+        assert (await http.post("/ui/dev-login", data={"user": "admin"})).status_code == 404
