@@ -161,3 +161,34 @@ async def test_a_session_ends_when_idle_too_long_and_on_sign_out(example_stack: 
         signed_out = await post_form(browser, "/ui/requests", "/ui/logout")
         assert signed_out.status_code == 303
         assert (await browser.get("/ui/requests")).status_code == 303
+
+
+async def test_cancel_and_extend_through_the_page_and_the_extension_waits_on_to_approve(example_stack: Stack) -> None:
+    alice = fresh("alice")
+    pending, active = await file_request(example_stack, alice), await file_request(example_stack, alice)
+    approved = await example_stack.http.post(
+        f"/v1/requests/{active}/approve", json={}, headers=example_stack.auth("bob", "db-owners", mfa=True)
+    )
+    assert approved.status_code == 200, approved.text
+    async with httpx.AsyncClient(base_url=example_stack.base_url) as browser:
+        await dev_sign_in(browser, alice, "engineers")
+        cancelled = await post_form(browser, "/ui/requests", f"/ui/requests/{pending}/cancel")
+        assert cancelled.status_code == 303
+        # Too long for the policies: refused with their words, nothing asked.
+        too_long = await post_form(
+            browser, f"/ui/requests/{active}", f"/ui/requests/{active}/extend", duration="3h", reason="more"
+        )
+        assert too_long.status_code in (403, 422) and "Traceback" not in too_long.text
+        extended = await post_form(
+            browser, f"/ui/requests/{active}", f"/ui/requests/{active}/extend", duration="15m", reason="still digging"
+        )
+        assert extended.status_code == 303 and extended.headers["location"] == f"/ui/requests/{active}"
+        page = await browser.get(f"/ui/requests/{active}")
+        assert "Extension asked." in page.text and "waiting for approval" in page.text
+        mine = (await browser.get("/ui/requests")).text
+        assert "Cancelled" in mine and "extension waiting" in mine
+    async with httpx.AsyncClient(base_url=example_stack.base_url) as browser:
+        await dev_sign_in(browser, fresh("bob"), "db-owners", mfa=True)
+        to_approve = (await browser.get("/ui/approve")).text
+        assert f'data-request="{active}"' in to_approve and "Approve extension" in to_approve
+        assert f'data-request="{pending}"' not in to_approve

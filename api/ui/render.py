@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 from api import errors
 from api.ui import csrf
 from api.ui.session import EXPIRED, signed_in
+from core.catalog import LEGACY_STAGE
 from core.durations import format_duration
 from core.models import Actor, Status
 
@@ -72,7 +73,14 @@ def _left(value: datetime | None) -> str:
     return format_duration(seconds) + " left" if seconds > 0 else "ending"
 
 
+def _stage(name: str | None, groups: list[str]) -> str:
+    """Who decides now: the stage's name only when the catalog names its stages."""
+    who = " or ".join(groups)
+    return f"approvers: {who}" if name in (None, LEGACY_STAGE) else f"stage {name}: {who}"
+
+
 TEMPLATES.env.filters.update(when=_when, iso=_iso, status=_status, duration=format_duration, left=_left)
+TEMPLATES.env.globals.update(stage=_stage)
 
 
 class SignInRequired(Exception):
