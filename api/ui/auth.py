@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 
+from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.starlette_client import OAuth
+
+with warnings.catch_warnings():
+    # authlib 1.9 warns on import that its httpx client moves to httpx2: nothing for us to do
+    # until it does, and the warning would greet every start of the API.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.starlette_client import OAuth
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
