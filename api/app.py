@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, openapi_errors
+from api import errors, openapi_errors, ui
 from api.body_limit import BodyLimitMiddleware
 from api.duplicate_keys import DuplicateKeysMiddleware
 from api.identity import IdentityVerifier
@@ -120,5 +120,6 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     app.include_router(audit.router)
     if settings.dev_identity:  # absent, not refused, without the dev issuer: api/routes/dev.py
         app.include_router(dev.router)
+    ui.install(app, settings)  # the web page under /ui (api/ui/)
     openapi_errors.install(app)
     return app

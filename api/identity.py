@@ -60,6 +60,19 @@ def _reason(e: jwt.PyJWTError) -> str:
     return "identity token was rejected"
 
 
+def actor_from_claims(claims: dict[str, Any], groups_claim: str) -> Actor:
+    """The caller a verified token's claims name: the REST API's bearer tokens and the web
+    page's ID tokens (api/ui/auth.py) alike, so a policy decides the same either way."""
+    groups = claims.get(groups_claim, [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise Unauthenticated("identity token groups claim must be a list of strings")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise Unauthenticated("identity token sub claim must be a non-empty string")
+    # A second factor (amr/acr), for the policies' step-up rules: never a default of True.
+    return Actor(sub=sub, groups=groups, mfa=mfa_from_claims(claims))
+
+
 class IdentityVerifier:
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -92,13 +105,13 @@ class IdentityVerifier:
         try:
             if self._dev_key is not None and issuer == dev_identity.ISSUER:
                 claims = self._decode(token, self._dev_key, [dev_identity.ALGORITHM], issuer, dev_identity.AUDIENCE)
-                groups = claims.get("groups", [])
+                groups_claim = "groups"
             elif self._jwks is not None and issuer == self._settings.oidc_issuer:
                 # The PyJWK binds the algorithm to the key: an RSA key verifies RS256 only,
                 # whatever "alg" the token claims (no HS256-with-the-public-key confusion).
                 key = self._oidc_key(token)
                 claims = self._decode(token, key, self._settings.oidc_algorithms, issuer, self._settings.oidc_audience)
-                groups = claims.get(self._settings.oidc_groups_claim, [])
+                groups_claim = self._settings.oidc_groups_claim
             elif issuer == dev_identity.ISSUER:
                 raise Unauthenticated("development identity tokens are not accepted here (dev identity is off)")
             else:
@@ -106,13 +119,7 @@ class IdentityVerifier:
         except jwt.PyJWTError as e:
             log.info("identity token rejected: %s: %s", type(e).__name__, e)
             raise Unauthenticated(_reason(e)) from e
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise Unauthenticated("identity token groups claim must be a list of strings")
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not sub.strip():
-            raise Unauthenticated("identity token sub claim must be a non-empty string")
-        # A second factor (amr/acr), for the policies' step-up rules: never a default of True.
-        return Actor(sub=sub, groups=groups, mfa=mfa_from_claims(claims)), float(claims["exp"])
+        return actor_from_claims(claims, groups_claim), float(claims["exp"])
 
     def _oidc_key(self, token: str) -> jwt.PyJWK:
         assert self._jwks is not None

@@ -124,6 +124,18 @@ class Settings(BaseSettings):
     notifications_path: Path | None = None
     public_url: str = "http://localhost:8000"
 
+    # The web page (api/ui/, README "Web page"): an OIDC client of JIT_OIDC_ISSUER (the
+    # authorization-code flow with PKCE); its secret from the environment only. The session
+    # cookie is signed with ui_session_secret, else a key made once under data_dir (all API
+    # replicas must share it). A session ends after ui_session_idle_s without a request, and
+    # ui_session_max_s after sign-in whatever happens.
+    ui_oidc_client_id: str | None = None
+    ui_oidc_client_secret: str | None = Field(default=None, repr=False)
+    ui_oidc_scopes: str = "openid profile email"
+    ui_session_secret: str | None = Field(default=None, repr=False)
+    ui_session_idle_s: int = Field(default=30 * 60, gt=0)
+    ui_session_max_s: int = Field(default=8 * 3600, gt=0)
+
     max_duration_s: int = 7 * 24 * 3600  # hard ceiling whatever the catalog says
     settle_wait_s: float = 10.0  # how long POST waits for an auto-approved grant
 
@@ -169,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def audit_log_path(self) -> Path:
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def ui_session_key_path(self) -> Path:
+        return self.data_dir / "ui-session-key"
 
     @property
     def grants_db_path(self) -> Path:

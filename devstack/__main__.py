@@ -328,6 +328,7 @@ class Stack:
         lines = [
             "",
             f"  API            {self.api_url}      (docs: {self.api_url}/docs, metrics: {self.api_url}/metrics)",
+            f"  Web page       {self.api_url}/ui      (dev sign-in: pick a user, groups and MFA)",
             f"  Temporal UI    {self.ui_url}",
             "    to read decrypted histories (not binary/encrypted), sign this browser in as the dev auditor:",
             f"      {self.api_url}/codec/dev-login      (one click; any auditor's token: {self.api_url}/codec/login)",
