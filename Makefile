@@ -58,6 +58,7 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/revocation.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/policy_bench.py
+	$(BIN)/python bench/token_algorithms.py
 	$(BIN)/python bench/notifications_bench.py
 
 chaos: $(STAMP)
