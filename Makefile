@@ -1,6 +1,6 @@
 # make run      the whole stack in the foreground (Temporal dev server + UI, worker, API); Ctrl-C stops it
 # make test     lint, then every test (on 2 cores); the tests start the servers they need
-#               (and Debian's chromium is installed once, for the Temporal UI test)
+#               (Debian's chromium and nginx are installed once, for the browser and Temporal TLS tests)
 # make bench    benchmarks against a fresh Temporal dev server, loopback only (~45 min on 2 cores:
 #               revocation with 1,000 and 5,000 grants active, their expiries over 5 minutes):
 #               prints the figures and writes docs/benchmarks.md and its plots (not part of make test)
@@ -23,7 +23,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run demo-db test bench chaos lint fmt clean clean-data chromium
+.PHONY: help run demo-db test bench chaos lint fmt clean clean-data chromium nginx
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -41,7 +41,7 @@ run: $(STAMP)
 demo-db: $(STAMP)
 	$(BIN)/python -m devstack.demo_db
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium nginx
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2
 
@@ -50,6 +50,12 @@ test: $(STAMP) chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (apt-get) for the Temporal UI test"; \
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's nginx, the TLS-terminating proxy in front of the Temporal dev server in
+# tests/test_temporal_tls.py (TLS, mutual TLS, an API key). Installed once, quietly.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "installing nginx (apt-get) for the Temporal TLS test"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 
 # wrk (Debian's) drives the introspection benchmark; chromium turns the plots into PNGs.
 bench: $(STAMP) chromium

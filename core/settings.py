@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "jit-access"
+    # A Temporal cluster behind TLS (README "Running beyond one machine"): on with any of
+    # these. The CA that signed the server's certificate (else the system's), a client
+    # certificate and key for mutual TLS, the server name to check when the address is
+    # not it. Temporal Cloud: an API key (sent as a bearer token; TLS with the system CAs).
+    temporal_tls: bool = False
+    temporal_tls_ca_path: Path | None = None
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: str | None = Field(default=None, repr=False)
 
     # Identity of callers. The dev issuer signs with a key in the data dir and
     # is accepted only when explicitly switched on (`make run` does).
@@ -162,9 +172,23 @@ class Settings(BaseSettings):
                 f"JIT_OIDC_ALGORITHMS may list only asymmetric algorithms ({', '.join(sorted(_ASYMMETRIC))}); "
                 f"refused: {', '.join(unsafe) or 'an empty list'}"
             )
+        if (self.temporal_tls_cert_path is None) != (self.temporal_tls_key_path is None):
+            raise ValueError(
+                "mutual TLS needs both JIT_TEMPORAL_TLS_CERT_PATH and JIT_TEMPORAL_TLS_KEY_PATH (or neither)"
+            )
         if not self.oidc_groups_claim.strip():
             raise ValueError("JIT_OIDC_GROUPS_CLAIM must not be empty")
         return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return bool(
+            self.temporal_tls
+            or self.temporal_tls_ca_path
+            or self.temporal_tls_cert_path
+            or self.temporal_tls_server_name
+            or self.temporal_api_key
+        )
 
     @property
     def signing_keys_dir(self) -> Path:

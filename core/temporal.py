@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 
 from core.codec import data_converter_with_codec, load_codec_keys
 from core.settings import Settings
@@ -73,4 +76,27 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=runtime,
+        tls=tls_config(settings),
+        api_key=settings.temporal_api_key,
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """The connection's TLS from the settings; False (plaintext) for the dev server."""
+    if not settings.temporal_uses_tls:
+        return False
+
+    def read(path: Path | None, what: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise ValueError(f"cannot read the Temporal TLS {what} {path}: {e.strerror}") from e
+
+    return TLSConfig(
+        server_root_ca_cert=read(settings.temporal_tls_ca_path, "CA certificate (JIT_TEMPORAL_TLS_CA_PATH)"),
+        client_cert=read(settings.temporal_tls_cert_path, "client certificate (JIT_TEMPORAL_TLS_CERT_PATH)"),
+        client_private_key=read(settings.temporal_tls_key_path, "client key (JIT_TEMPORAL_TLS_KEY_PATH)"),
+        domain=settings.temporal_tls_server_name,
     )
