@@ -98,7 +98,7 @@ def verify(
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise errors.Unauthorized("not signed by Slack: the signature does not match the body") from None
+        raise errors.Unauthorized("not signed by Slack: the body is not UTF-8") from None
     if not SignatureVerifier(secret).is_valid(text, timestamp, signature):
         raise errors.Unauthorized("not signed by Slack: the signature does not match the body")
     if not replays.first_use(signature, int(timestamp), now):
@@ -107,7 +107,10 @@ def verify(
 
 def parse(body: bytes) -> Click | None:
     """The Approve / Deny click in a verified ``payload=…`` body; None for anything else Slack sends."""
-    form = parse_qs(body.decode("utf-8"), max_num_fields=20)
+    try:
+        form = parse_qs(body.decode("utf-8"), max_num_fields=20)
+    except ValueError:
+        raise errors.BadRequest("payload: the form has too many fields", field="payload") from None
     raw = form.get("payload")
     if not raw:
         raise errors.BadRequest("payload: is required (the form field Slack sends)", field="payload")

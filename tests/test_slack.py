@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.channels.slack import SlackConfigError, SlackSender
+from core.notify_config import SlackChannel
 from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, Stack, running_stack
 from tests.e2e_support import wait_until
 from tests.slack_fake import Call, FakeSlack, click_body, fake_slack, response_url_of, sign
@@ -190,6 +192,14 @@ async def test_clicks_that_must_change_nothing(slack: SlackStack) -> None:
     assert view.json()["status"] == "denied"
     assert "denied in Slack" in view.text
 
+    async def updated() -> Call | None:
+        return next((c for c in slack.slack.posted("chat.update") if rid in str(c.args)), None)
+
+    shown = " ".join(
+        t["text"] for t in _texts((await wait_until(updated, timeout=60, what="chat.update")).args["blocks"])
+    )
+    assert "Denied" in shown and "bob" in shown and "denied in Slack" in shown
+
 
 async def test_unsigned_old_and_replayed_calls_are_refused(slack: SlackStack) -> None:
     rid = await slack.file(STAGING)
@@ -204,6 +214,16 @@ async def test_unsigned_old_and_replayed_calls_are_refused(slack: SlackStack) ->
     assert unsigned.status_code == 401
     old, _ = await slack.click(APPROVE, rid, "UBOB", at=int(time.time()) - 6 * 60)
     assert old == 401
+
+    # Malformed, not a server error: a 401 saying so.
+    for bad in ({"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"}, {"X-Slack-Signature": "x"}):
+        refused = await http.post(INTERACTIONS, content=body, headers=bad)
+        assert refused.status_code == 401, refused.text
+    not_utf8 = b"payload=\xff\xfe"
+    assert (await http.post(INTERACTIONS, content=not_utf8, headers=sign(SECRET, not_utf8))).status_code == 401
+    no_payload = b"token=x"
+    missing = await http.post(INTERACTIONS, content=no_payload, headers=sign(SECRET, no_payload))
+    assert missing.status_code == 400 and missing.json()["error"]["field"] == "payload"
 
     headers = sign(SECRET, body)
     first = await http.post(INTERACTIONS, content=body, headers=headers)
@@ -225,3 +245,9 @@ async def test_no_slack_channel_no_interactions(stack: Stack) -> None:
     body = click_body(APPROVE, "0000", "UBOB", "http://127.0.0.1:9/x")
     resp = await stack.http.post(INTERACTIONS, content=body, headers=sign(SECRET, body))
     assert resp.status_code == 404
+
+
+def test_a_missing_bot_token_is_named_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JIT_SLACK_TEST_TOKEN", raising=False)
+    with pytest.raises(SlackConfigError, match="environment variable JIT_SLACK_TEST_TOKEN, which is not set"):
+        SlackSender(SlackChannel(type="slack", token_env="JIT_SLACK_TEST_TOKEN"))

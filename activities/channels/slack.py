@@ -62,7 +62,7 @@ def blocks(msg: Message, request_id: str, *, buttons: bool) -> list[dict[str, An
     if msg.commands:
         # In a code block nothing formats; the escape keeps a stray ``<`` from becoming a link.
         code = "\n".join(escape(c.replace("`", "'")) for c in msg.commands)
-        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"```{code}```"}]})
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{code}```"}})
     elements: list[dict[str, Any]] = []
     if buttons:
         elements.append(

@@ -13,9 +13,17 @@ from fastapi import APIRouter, Header, Request, Response
 
 from api import errors
 from api.openapi_errors import documented
+from api.schemas import ErrorBody
 from api.slack_interactions import ReplayGuard, SlackDecider, parse, slack_channel, verify
 
 router = APIRouter(prefix="/v1/slack", tags=["slack"])
+
+_WHY = {
+    400: "signed, but the form has no `payload`, or it is not JSON, or a click lacks its value or user",
+    401: "not signed with the Slack app's signing secret, a timestamp more than 5 minutes off, or a replay",
+    404: "no slack channel in the notifications file: Slack interactivity is off",
+    503: "a slack channel is configured but its signing secret's environment variable is not set",
+}
 
 # Slack posts a form with one field, ``payload``, a JSON string; the route reads the raw
 # body itself (the signature is over its exact bytes), so the schema is given here.
@@ -43,7 +51,8 @@ _FORM = {
     response_class=Response,
     responses={
         200: {"description": "verified and acknowledged; the decision follows, answered through response_url"},
-        **documented(400, 401, 404, 503),
+        **documented(),  # 413
+        **{status: {"model": ErrorBody, "description": why} for status, why in _WHY.items()},
     },
     openapi_extra=_FORM,
 )
