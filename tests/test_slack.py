@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.channels.slack import SlackConfigError, SlackSender
 from core.notify_config import SlackChannel
+from core.notify_models import Delivery, EventKind, MessageRef, NotificationEvent, Route
 from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, Stack, running_stack
 from tests.e2e_support import wait_until
 from tests.slack_fake import Call, FakeSlack, click_body, fake_slack, response_url_of, sign
@@ -140,7 +142,6 @@ async def test_a_click_approves_and_the_message_is_updated_in_place(slack: Slack
     for t in texts:
         if t["type"] == "mrkdwn":
             assert "<!" not in t["text"] and "*x*" not in t["text"] and "<http" not in t["text"], t
-    assert "<" not in message.args["text"]  # the notification fallback: escaped
 
     text = await slack.answer(APPROVE, rid, "UBOB")
     assert f"You approved request `{rid[:8]}`" in text
@@ -251,3 +252,39 @@ def test_a_missing_bot_token_is_named_never_shown(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("JIT_SLACK_TEST_TOKEN", raising=False)
     with pytest.raises(SlackConfigError, match="environment variable JIT_SLACK_TEST_TOKEN, which is not set"):
         SlackSender(SlackChannel(type="slack", token_env="JIT_SLACK_TEST_TOKEN"))
+
+
+def test_the_fallback_text_is_escaped_and_a_decided_message_is_updated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIT_SLACK_BOT_TOKEN", TOKEN)
+    event = NotificationEvent(
+        id="r1:1:filed",
+        kind=EventKind.FILED,
+        at=datetime.now(UTC),
+        request_id="3f0c1a2b-0000-4000-8000-000000000000",
+        requester="mallory <!here> *b*",
+        resource=STAGING,
+        action="read",
+        duration_s=900,
+        reason="x",
+        status="pending",
+    )
+    route = Route(channel="slack", audience="group:db-owners", target="C0DBOWNERS")
+    with fake_slack() as fake:
+        sender = SlackSender(SlackChannel(type="slack", base_url=fake.api_url))
+        ref = sender.send(Delivery(route=route, event=event))
+        (posted,) = fake.posted("chat.postMessage")
+        assert posted.args["text"].startswith("mallory &lt;!here&gt; *b* asks for read")  # no ping in the notification
+        assert ref == MessageRef(channel="slack", target="C0DBOWNERS", ts=posted.answer["ts"])
+
+        decided = event.model_copy(update={"kind": EventKind.DECIDED, "status": "denied", "actor": "bob"})
+        assert sender.send(Delivery(route=route, event=decided, ref=ref)) == ref
+        (update,) = fake.posted("chat.update")
+        assert (update.args["channel"], update.args["ts"]) == ("C0DBOWNERS", ref.ts)
+        assert update.args["blocks"][0]["text"]["text"].startswith("Denied: mallory")
+        assert not _buttons(update)
+
+        # Not an approvers' message: nothing to update later.
+        active = event.model_copy(update={"kind": EventKind.ACTIVE, "status": "active"})
+        assert (
+            sender.send(Delivery(route=Route(channel="slack", audience="requester", target="UX"), event=active)) is None
+        )
