@@ -42,6 +42,8 @@ from core.notify_config import NotificationConfig, SlackChannel
 log = logging.getLogger("jit.api.slack")
 
 WINDOW_S = 300  # Slack's advice: refuse a timestamp more than 5 minutes off
+# Where the decision came from, in the request's history and audit trail.
+APPROVE_COMMENT = "approved in Slack"
 DENY_REASON = "denied in Slack"
 _SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
@@ -174,7 +176,7 @@ class SlackDecider:
         log.info("Slack %s of %s by %s (%s)", verb, rid[:64], user.sub, click.slack_user)
         try:
             if approving:
-                view = await self._requests.approve(actor, rid, None)
+                view = await self._requests.approve(actor, rid, APPROVE_COMMENT)
             else:
                 view = await self._requests.deny(actor, rid, DENY_REASON)
         except errors.Forbidden as e:

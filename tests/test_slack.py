@@ -155,7 +155,7 @@ async def test_a_click_approves_and_the_message_is_updated_in_place(slack: Slack
     update = await wait_until(updated, timeout=60, what="chat.update of the approvers' message")
     assert update.args["channel"] == "C0DBOWNERS"
     shown = " ".join(t["text"] for t in _texts(update.args["blocks"]))
-    assert "Approved" in shown and "bob" in shown
+    assert "Approved" in shown and "bob" in shown and "approved in Slack" in shown
     assert not _buttons(update)  # decided: no buttons any more
 
     # The requester hears in a direct message (their Slack user id).
