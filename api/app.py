@@ -32,7 +32,7 @@ from api.metrics import router as metrics_router
 from api.page_tokens import PageTokens
 from api.policies import Clock, PolicyRuntime, utc_now
 from api.requests_service import RequestService
-from api.routes import audit, catalog, codec, dev, health, requests, tokens
+from api.routes import audit, catalog, codec, dev, health, requests, slack, tokens
 from core.access_tokens import VerifiedTokens
 from core.grants import GrantStore
 from core.keys import load_key_ring
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
+    app.include_router(slack.router)
     if settings.dev_identity:  # absent, not refused, without the dev issuer: api/routes/dev.py
         app.include_router(dev.router)
     ui.install(app, settings)  # the web page under /ui (api/ui/)
