@@ -12,7 +12,9 @@ Slack wants an answer within 3 seconds, so the route acknowledges at once and
 the decision runs as a task: the SAME approve / deny path as the REST API
 (api/requests_service.py, with every policy check), as the person the Slack
 user id maps to in config/notifications.yaml (``users``: sub and groups; never
-MFA, which a click cannot show). What happened, or why nothing did, goes back
+MFA, which a click cannot show); a Slack user id not listed there is looked up
+by email (``users.info``, scope ``users:read.email``) and matched to the
+``users`` entry with that email. What happened, or why nothing did, goes back
 to the clicker alone (an ephemeral message through the payload's
 ``response_url``).
 """
@@ -30,6 +32,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
 from activities.channels.slack import APPROVE_ACTION, DENY_ACTION, escape
@@ -37,7 +41,7 @@ from api import decisions, errors
 from api.policies import PolicyRuntime
 from api.requests_service import RequestService
 from core.models import AccessRequestView, Actor
-from core.notify_config import NotificationConfig, SlackChannel
+from core.notify_config import NotificationConfig, SlackChannel, User
 
 log = logging.getLogger("jit.api.slack")
 
@@ -164,7 +168,7 @@ class SlackDecider:
         """The ephemeral answer (mrkdwn, user strings escaped) to ``click``, after acting on it."""
         rid = click.request_id
         short = escape(rid[:8])
-        user = self._config.slack_user(click.slack_user)
+        user = self._config.slack_user(click.slack_user) or await self._by_email(click.slack_user)
         if user is None:
             return (
                 f"Your Slack account (`{click.slack_user}`) is not linked to a jit-access identity, so nothing"
@@ -198,6 +202,23 @@ class SlackDecider:
         except errors.ApiError as e:
             return f"Could not {verb} request `{short}` now: {escape(e.message)}. Try again, or use `jit {verb}`."
         return _done(verb, view)
+
+    async def _by_email(self, slack_id: str) -> User | None:
+        """The ``users`` entry whose email is this Slack user's (``users.info``), if any."""
+        channel = slack_channel(self._config)
+        token = os.environ.get(channel.token_env) if channel else None
+        if channel is None or not token or not any(u.email for u in self._config.users):
+            return None
+        client = WebClient(token=token, base_url=channel.base_url, timeout=int(channel.timeout_s))
+        try:
+            found = await asyncio.to_thread(client.users_info, user=slack_id)  # slack-sdk's sync client: no aiohttp
+        except SlackApiError as e:
+            log.warning("Slack users.info for %s failed: %s", slack_id, e.response.get("error"))
+            return None
+        email = ((found.get("user") or {}).get("profile") or {}).get("email")
+        if not isinstance(email, str) or not email:
+            return None
+        return next((u for u in self._config.users if u.email and u.email.lower() == email.lower()), None)
 
     async def _mfa_would_do(self, actor: Actor, request_id: str) -> bool:
         """Whether the same person with MFA would have been allowed: then MFA is what was missing."""

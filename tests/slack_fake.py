@@ -39,6 +39,7 @@ class FakeSlack:
     url: str = ""
     calls: list[Call] = field(default_factory=list)
     answers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # response_url path → bodies
+    emails: dict[str, str] = field(default_factory=dict)  # Slack user id → profile email (users.info)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -68,10 +69,15 @@ class FakeSlack:
             args = json.loads(body or b"{}")
         else:
             args = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if method not in ("chat.postMessage", "chat.update"):
+        if method not in ("chat.postMessage", "chat.update", "users.info"):
             return {"ok": False, "error": "unknown_method"}
         if not auth.startswith("Bearer xoxb-"):
             return {"ok": False, "error": "not_authed"}
+        if method == "users.info":
+            email = self.emails.get(str(args.get("user")))
+            if email is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": {"id": args.get("user"), "profile": {"email": email}}}
         if isinstance(args.get("blocks"), str):
             args["blocks"] = json.loads(args["blocks"])
         channel = str(args.get("channel"))

@@ -42,6 +42,7 @@ users:
   - {{sub: alice, slack: UALICE, groups: [engineers]}}
   - {{sub: bob, slack: UBOB, groups: [db-owners]}}
   - {{sub: carol, slack: UCAROL, groups: [engineers]}}
+  - {{sub: dave, email: dave@example.com, groups: [db-owners]}}
 """
 
 
@@ -200,6 +201,17 @@ async def test_clicks_that_must_change_nothing(slack: SlackStack) -> None:
         t["text"] for t in _texts((await wait_until(updated, timeout=60, what="chat.update")).args["blocks"])
     )
     assert "Denied" in shown and "bob" in shown and "denied in Slack" in shown
+
+
+async def test_a_slack_user_is_found_by_email_when_not_listed_by_id(slack: SlackStack) -> None:
+    slack.slack.emails["UDAVE"] = "Dave@Example.com"  # what Slack's users.info says of UDAVE
+    rid = await slack.file(STAGING)
+    done = await slack.answer(APPROVE, rid, "UDAVE")
+    assert f"You approved request `{rid[:8]}`" in done
+    view = await slack.stack.http.get(f"/v1/requests/{rid}", headers=slack.stack.auth("alice", "engineers"))
+    assert [a["approver"] for a in view.json()["approvals"]] == ["dave"]
+    stranger = await slack.answer(APPROVE, await slack.file(STAGING), "UNOEMAIL")
+    assert "not linked to a jit-access identity" in stranger
 
 
 async def test_unsigned_old_and_replayed_calls_are_refused(slack: SlackStack) -> None:
