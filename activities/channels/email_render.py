@@ -96,8 +96,8 @@ def as_html(msg: Message) -> str:
         parts.append(f'<a href="{e(msg.url, quote=True)}" style="{_STYLE["button"]}">Open the request</a>')
     parts += [
         "</div>",
-        f'<p style="{_STYLE["foot"]}">Sent by jit-access. Reply with the CLI commands above; '
-        "this mailbox is not read.</p>",
+        f'<p style="{_STYLE["foot"]}">Sent by jit-access. Use the commands above or the link; '
+        "replies to this address are not read.</p>",
         "</body></html>",
     ]
     return "\n".join(parts)
