@@ -45,7 +45,9 @@ class Console:
         return await wait_until(check, timeout=60, what=f"console output with {needles}")
 
 
-async def test_approvers_then_requester_hear_of_each_step(notifying: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_approvers_then_requester_hear_of_each_step(
+    notifying: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack, console = notifying, Console(capsys)
     body = {"resource": ORDERS, "action": "read", "duration": "PT15M", "reason": "debugging INC-7"}
     filed = await stack.http.post("/v1/requests", json=body, headers=stack.auth("alice", "engineers"))
@@ -67,3 +69,4 @@ async def test_approvers_then_requester_hear_of_each_step(notifying: Stack, caps
     await stack.http.post(f"/v1/requests/{rid}/revoke", json={"reason": "done here"}, headers=stack.auth("alice"))
     text = await console.shows("notification to requester (revoked)", "done here")
     assert token not in text  # never a credential in a message
+
