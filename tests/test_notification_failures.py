@@ -1,0 +1,125 @@
+"""A channel that is down never holds a grant up: the notification gives up, the grant goes on.
+
+Two webhook channels for the requester: one answers 500 to everything, one
+accepts the connection and never answers (``timeout_s: 1``). An auto-approved
+two-second grant is active at once, has its credentials, and expires on its
+own; each of its two notifications (active, expired) is tried
+``max_attempts`` (2) times on each channel and then given up, counted in the
+worker's ``jit_notifications_failed_total``; the workflow then completes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.testing import WorkflowEnvironment
+
+from core.metrics import WorkerMetrics
+from core.temporal import connect, workflow_id
+from tests.conftest import Stack, make_settings, serve_api
+from tests.e2e_support import wait_until
+from tests.webhook_receivers import Receiver, Silent, receiving, silent
+from worker import build_worker
+from workflows.access_request import AccessRequestWorkflow
+
+LOGS = "k8s:prod/logs"  # auto-approved
+SECRET_ENV = "JIT_TEST_WEBHOOK_SECRET"  # noqa: S105 - a variable name
+SECRET = "whsec-failures"  # noqa: S105 - a test secret
+MAX_ATTEMPTS = 2
+
+
+@dataclass
+class Broken:
+    stack: Stack
+    metrics: WorkerMetrics
+    failing: Receiver  # answers 500
+    hole: Silent  # never answers
+
+    def failed(self) -> dict[str, float]:
+        """jit_notifications_failed_total by event kind, for webhook channels, as /metrics shows it."""
+        text = generate_latest(self.metrics.registry).decode()
+        return {
+            s.labels["kind"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "jit_notifications_failed_total" and s.labels.get("channel") == "webhook"
+        }
+
+
+@pytest.fixture
+async def broken(
+    dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Broken]:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    with receiving(SECRET, status=500) as failing, silent() as hole:
+        config = tmp_path / "notifications.yaml"
+        channel = {"type": "webhook", "secret_env": SECRET_ENV, "timeout_s": 1}
+        config.write_text(
+            json.dumps(
+                {
+                    "channels": {
+                        "failing": {**channel, "url": failing.url},
+                        "silent": {**channel, "url": hole.url},
+                    },
+                    "routes": [{"audience": "requester", "to": ["failing", "silent"]}],
+                    "max_attempts": MAX_ATTEMPTS,
+                    "give_up_after": "60s",
+                }
+            )
+        )
+        settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
+        client = await connect(settings)
+        metrics = WorkerMetrics()
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            async with build_worker(client, settings, executor, metrics):
+                api, task, base_url = await serve_api(settings)
+                try:
+                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                        yield Broken(Stack(settings, client, http, base_url, api.config.app), metrics, failing, hole)
+                finally:
+                    api.should_exit = True
+                    await task
+
+
+async def test_a_grant_is_active_at_once_and_expires_on_time_while_every_channel_fails(broken: Broken) -> None:
+    stack = broken.stack
+    alice = stack.auth("alice", "engineers")
+    body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-500: channels down"}
+    created = await stack.http.post("/v1/requests", json=body, headers=alice)
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "active"  # not held up by the notification
+    rid = created.json()["id"]
+    creds = await stack.http.get(f"/v1/requests/{rid}/credentials", headers=alice)
+    assert creds.status_code == 200, creds.text
+
+    async def status_is_expired() -> bool:
+        response = await stack.http.get(f"/v1/requests/{rid}", headers=alice)
+        return response.json()["status"] == "expired"
+
+    # Expires on its own, whatever the notifications are doing.
+    await wait_until(status_is_expired, timeout=30, what="the grant to expire")
+
+    # Both notifications given up on both channels, each after MAX_ATTEMPTS attempts.
+    async def given_up() -> dict[str, float] | None:
+        failed = broken.failed()
+        return failed if failed == {"active": 2.0, "expired": 2.0} else None
+
+    await wait_until(given_up, timeout=60, what="active and expired given up on both channels")
+    assert sorted(broken.failing.attempts.values()) == [MAX_ATTEMPTS, MAX_ATTEMPTS]
+    assert sorted(broken.hole.attempts.values()) == [MAX_ATTEMPTS, MAX_ATTEMPTS]
+    assert set(broken.failing.attempts) == set(broken.hole.attempts)  # the same two events, same ids
+    assert broken.failing.refused == []  # every attempt was signed correctly
+
+    # Nothing sent, and the workflow ends once its deliveries have given up.
+    sent = generate_latest(broken.metrics.registry).decode()
+    assert 'jit_notifications_sent_total{channel="webhook"' not in sent
+    handle = stack.client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(rid))
+    assert (await handle.result()).status == "expired"
