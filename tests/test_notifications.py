@@ -53,6 +53,11 @@ async def test_approvers_then_requester_hear_of_each_step(notifying: Stack, caps
     rid = filed.json()["id"]
     await console.shows("notification to db-owners (filed)", "alice asks for read on postgres:orders/public.orders")
     assert f"jit approve {rid[:8]}" in console.text
+    # The link leads to the request's page, through sign-in when needed.
+    link = f"{stack.settings.public_url}/ui/requests/{rid}"
+    assert link in console.text
+    page = await stack.http.get(link.replace(stack.settings.public_url, ""))
+    assert page.status_code in (302, 303, 307) and f"next=%2Fui%2Frequests%2F{rid}" in page.headers["location"]
     assert "notification to requester" not in console.text  # nothing for alice yet
 
     approved = await stack.http.post(
