@@ -1,9 +1,10 @@
-"""The ``deliver`` activity: one notification, one route, through the route's channel.
+"""The ``deliver`` activity: one notification to each of its routes, through each route's channel.
 
 Started by the workflow without waiting (workflows/notifications.py), retried
-with backoff up to ``Delivery.max_attempts`` within a bounded total time: a
-channel that is down costs a few attempts, never the grant. The last attempt
-that fails counts in ``jit_notifications_failed_total`` and gives up.
+with backoff up to ``Dispatch.max_attempts`` within a bounded total time: a
+channel that is down costs a few attempts, never the grant. A route that
+still fails on the last attempt counts in ``jit_notifications_failed_total``
+and is given up; the others are delivered once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from activities.channels import Sender
 from activities.channels.console import ConsoleSender
 from core.metrics import WorkerMetrics
 from core.notify_config import ConsoleChannel, EmailChannel, NotificationConfig, SlackChannel, WebhookChannel
-from core.notify_models import Delivery, MessageRef
+from core.notify_models import Delivery, Dispatch, Dispatched, MessageRef
 
 log = logging.getLogger("jit.worker.notify")
 
@@ -53,43 +54,71 @@ class NotifyActivities:
         self._metrics = metrics or WorkerMetrics()
 
     @activity.defn(name="deliver_notification")
-    def deliver(self, delivery: Delivery) -> MessageRef | None:
-        route, event = delivery.route, delivery.event
-        found = self._senders.get(route.channel)
+    def deliver(self, dispatch: Dispatch) -> Dispatched:
+        """Send ``dispatch.event`` to each route not yet done; retry (raise) while any failed.
+
+        Routes done in an earlier attempt are in its heartbeat details and are
+        skipped: a retry for a failing Slack never sends the email twice. On the
+        last attempt, what still fails is counted and given up.
+        """
+        info = activity.info()
+        done: dict[str, dict | None] = dict(info.heartbeat_details[0]) if info.heartbeat_details else {}
+        failed: list[tuple[Delivery, str, str]] = []
+        for i, delivery in enumerate(dispatch.deliveries()):
+            if str(i) in done:
+                continue
+            try:
+                kind, ref = self._send(delivery)
+            except _Failed as e:
+                failed.append((delivery, e.channel_type, e.problem))
+                continue
+            self._metrics.notifications_sent.labels(channel=kind, kind=dispatch.event.kind.value).inc()
+            done[str(i)] = ref.model_dump() if ref else None
+            activity.heartbeat(done)
+        if failed:
+            last = info.attempt >= dispatch.max_attempts
+            for delivery, channel_type, problem in failed:
+                self._report(delivery, channel_type, problem, info.attempt, last)
+            if not last:
+                activity.heartbeat(done)
+                raise ApplicationError(f"{len(failed)} of {len(dispatch.routes)} deliveries failed; retrying")
+        return Dispatched(
+            refs=[
+                MessageRef.model_validate(done[str(i)]) if done.get(str(i)) else None
+                for i in range(len(dispatch.routes))
+            ]
+        )
+
+    def _send(self, delivery: Delivery) -> tuple[str, MessageRef | None]:
+        found = self._senders.get(delivery.route.channel)
         if found is None:
-            self._metrics.notifications_failed.labels(channel="unknown", kind=event.kind.value).inc()
-            raise ApplicationError(
-                f"no channel named {route.channel!r} in this worker's notifications file", non_retryable=True
-            )
+            raise _Failed("unknown", f"no channel named {delivery.route.channel!r} in this worker's notifications file")
         kind, sender = found
         try:
-            ref = sender.send(delivery)
+            return kind, sender.send(delivery)
         except Exception as e:
-            attempt = activity.info().attempt
             # The exception's text only: a channel's errors name hosts and statuses, never its secrets.
-            problem = f"{type(e).__name__}: {e}"[:300]
-            if attempt >= delivery.max_attempts:
-                self._metrics.notifications_failed.labels(channel=kind, kind=event.kind.value).inc()
-                log.error(
-                    "notification %s to %s via %s given up after %d attempts: %s",
-                    event.kind.value,
-                    route.label,
-                    route.channel,
-                    attempt,
-                    problem,
-                    extra={"request_id": event.request_id},
-                )
-                raise ApplicationError(f"given up after {attempt} attempts: {problem}", non_retryable=True) from e
-            log.warning(
-                "notification %s to %s via %s failed (attempt %d of %d): %s",
-                event.kind.value,
-                route.label,
-                route.channel,
-                attempt,
-                delivery.max_attempts,
-                problem,
-                extra={"request_id": event.request_id},
-            )
-            raise
-        self._metrics.notifications_sent.labels(channel=kind, kind=event.kind.value).inc()
-        return ref
+            raise _Failed(kind, f"{type(e).__name__}: {e}"[:300]) from e
+
+    def _report(self, delivery: Delivery, channel_type: str, problem: str, attempt: int, last: bool) -> None:
+        event, route = delivery.event, delivery.route
+        if last:
+            self._metrics.notifications_failed.labels(channel=channel_type, kind=event.kind.value).inc()
+        (log.error if last else log.warning)(
+            "notification %s to %s via %s %s (attempt %d of %d): %s",
+            event.kind.value,
+            route.label,
+            route.channel,
+            "given up" if last else "failed",
+            attempt,
+            delivery.max_attempts,
+            problem,
+            extra={"request_id": event.request_id},
+        )
+
+
+class _Failed(Exception):
+    def __init__(self, channel_type: str, problem: str) -> None:
+        super().__init__(problem)
+        self.channel_type = channel_type
+        self.problem = problem

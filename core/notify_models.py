@@ -148,10 +148,37 @@ class MessageRef(BaseModel):
 
 
 class Delivery(BaseModel):
-    """The ``deliver`` activity's input: one event, one route."""
+    """What a channel sends: one event, one route."""
 
     route: Route
     event: NotificationEvent
     # For DECIDED: the message to update in place.
     ref: MessageRef | None = None
     max_attempts: int = 6
+
+
+class Dispatch(BaseModel):
+    """The ``deliver`` activity's input: one event, to each of its routes once, even across retries.
+
+    One activity per event rather than per route: each costs the request's
+    history a few events and the worker a workflow task, whatever it sends.
+    """
+
+    event: NotificationEvent
+    routes: list[Route]
+    # For DECIDED: per route, the message to update in place.
+    refs: list[MessageRef | None] = Field(default_factory=list)
+    max_attempts: int = 6
+
+    def deliveries(self) -> list[Delivery]:
+        refs = self.refs or [None] * len(self.routes)
+        return [
+            Delivery(route=r, event=self.event, ref=ref, max_attempts=self.max_attempts)
+            for r, ref in zip(self.routes, refs, strict=True)
+        ]
+
+
+class Dispatched(BaseModel):
+    """Per route of a :class:`Dispatch`: the message posted (updatable later), else None."""
+
+    refs: list[MessageRef | None]

@@ -1,7 +1,8 @@
 """A channel that is down never holds a grant up: the notification gives up, the grant goes on.
 
-Two webhook channels for the requester: one answers 500 to everything, one
-accepts the connection and never answers (``timeout_s: 1``). An auto-approved
+Three webhook channels for the requester: one answers 500 to everything, one
+accepts the connection and never answers (``timeout_s: 1``), one works (and
+gets each notification once, however often the others are retried). An auto-approved
 two-second grant is active at once, has its credentials, and expires on its
 own; each of its two notifications (active, expired) is tried
 ``max_attempts`` (2) times on each channel and then given up, counted in the
@@ -42,6 +43,7 @@ class Broken:
     metrics: WorkerMetrics
     failing: Receiver  # answers 500
     hole: Silent  # never answers
+    healthy: Receiver  # answers 204: delivered once, however often the others are retried
 
     def failed(self) -> dict[str, float]:
         """jit_notifications_failed_total by event kind, for webhook channels, as /metrics shows it."""
@@ -59,7 +61,7 @@ async def broken(
     dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Broken]:
     monkeypatch.setenv(SECRET_ENV, SECRET)
-    with receiving(SECRET, status=500) as failing, silent() as hole:
+    with receiving(SECRET, status=500) as failing, silent() as hole, receiving(SECRET) as healthy:
         config = tmp_path / "notifications.yaml"
         channel = {"type": "webhook", "secret_env": SECRET_ENV, "timeout_s": 1}
         config.write_text(
@@ -68,8 +70,9 @@ async def broken(
                     "channels": {
                         "failing": {**channel, "url": failing.url},
                         "silent": {**channel, "url": hole.url},
+                        "healthy": {**channel, "url": healthy.url},
                     },
-                    "routes": [{"audience": "requester", "to": ["failing", "silent"]}],
+                    "routes": [{"audience": "requester", "to": ["failing", "silent", "healthy"]}],
                     "max_attempts": MAX_ATTEMPTS,
                     "give_up_after": "60s",
                 }
@@ -83,7 +86,9 @@ async def broken(
                 api, task, base_url = await serve_api(settings)
                 try:
                     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                        yield Broken(Stack(settings, client, http, base_url, api.config.app), metrics, failing, hole)
+                        yield Broken(
+                            Stack(settings, client, http, base_url, api.config.app), metrics, failing, hole, healthy
+                        )
                 finally:
                     api.should_exit = True
                     await task
@@ -118,8 +123,11 @@ async def test_a_grant_is_active_at_once_and_expires_on_time_while_every_channel
     assert set(broken.failing.attempts) == set(broken.hole.attempts)  # the same two events, same ids
     assert broken.failing.refused == []  # every attempt was signed correctly
 
-    # Nothing sent, and the workflow ends once its deliveries have given up.
+    # The healthy channel got each event once: a retry resends only what failed.
+    assert sorted(broken.healthy.attempts.values()) == [1, 1]
+    assert set(broken.healthy.attempts) == set(broken.failing.attempts)
     sent = generate_latest(broken.metrics.registry).decode()
-    assert 'jit_notifications_sent_total{channel="webhook"' not in sent
+    assert 'jit_notifications_sent_total{channel="webhook",kind="active"} 1.0' in sent
+    # The workflow ends once its deliveries have given up.
     handle = stack.client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(rid))
     assert (await handle.result()).status == "expired"

@@ -64,7 +64,8 @@ async def test_approvers_then_requester_hear_of_each_step(notifying: Stack, caps
         f"/v1/requests/{rid}/approve", json={"comment": "ok"}, headers=stack.auth("bob", "db-owners")
     )
     assert approved.json()["status"] == "active"
-    await console.shows("notification to requester (approved)", "notification to requester (active)")
+    await console.shows("notification to requester (active)", "Approved by: bob")
+    assert "notification to requester (approved)" not in console.text  # one message: active, approved by bob
     assert f"jit token {rid[:8]}" in console.text
 
     creds = await stack.http.get(f"/v1/requests/{rid}/credentials", headers=stack.auth("alice", "engineers"))

@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from core.models import AccessRequestInput, AccessRequestView, Actor, ResourcePolicy, StageSnapshot
-from core.notify_models import Delivery, NotificationPlan, Route
+from core.notify_models import Delivery, Dispatch, NotificationPlan, Route
 from core.settings import Settings
 from core.temporal import workflow_id
 from worker import build_worker
@@ -106,13 +106,13 @@ async def start(
 
 
 async def deliveries(handle: WorkflowHandle) -> list[Delivery]:
-    """Every notification the workflow sent, as its history (and Temporal UI) records them."""
+    """Every notification the workflow sent, one per route, as its history (and Temporal UI) records them."""
     converter = handle._client.data_converter
-    out = []
+    out: list[Delivery] = []
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             if attrs.activity_type.name == "deliver_notification":
-                [delivery] = await converter.decode(attrs.input.payloads, [Delivery])
-                out.append(delivery)
+                [dispatch] = await converter.decode(attrs.input.payloads, [Dispatch])
+                out.extend(dispatch.deliveries())
     return out

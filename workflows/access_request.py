@@ -178,7 +178,10 @@ class AccessRequestWorkflow(GrantSteps, ExtensionSteps):
         if self._routing.record(approval, workflow.now()):
             self._approved_at = workflow.now()
             self._status = self._approved_status()
-            self._notify_decided(EventKind.APPROVED, input.actor.sub, input.comment)
+            # The requester hears "active" (or "failed") in a moment, with the approvals:
+            # a separate "approved" only when access waits for start_at.
+            kind = EventKind.APPROVED if self._status is Status.SCHEDULED else EventKind.DECIDED
+            self._notify_decided(kind, input.actor.sub, input.comment, status="approved")
             # Answer the last approver with the outcome of provisioning.
             await workflow.wait_condition(lambda: self._status is not Status.PROVISIONING)
         else:

@@ -1,9 +1,12 @@
 """The workflow's side of notifications: which event goes to whom, sent without waiting.
 
-Each event becomes one ``deliver`` activity per route of the request's
+Each event becomes one ``deliver`` activity to all its routes in the request's
 :class:`NotificationPlan` (decided at filing, in the workflow input), started
 and never awaited by the lifecycle: a slow or broken channel delays, fails or
-blocks nothing. Deliveries retry with backoff, a bounded number of times; the
+blocks nothing. One activity per event, not per route: each costs the history
+a few events and the worker a workflow task, and the activity remembers which
+routes are done across its retries. Deliveries retry with backoff, a bounded
+number of times; the
 workflow waits for the stragglers only once the request has ended
 (``drained``), so that the "expired" message is not cut off.
 
@@ -29,7 +32,15 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from core.models import AccessRequestInput
-    from core.notify_models import Delivery, EventKind, MessageRef, NotificationEvent, NotificationPlan, Route
+    from core.notify_models import (
+        Dispatch,
+        Dispatched,
+        EventKind,
+        MessageRef,
+        NotificationEvent,
+        NotificationPlan,
+        Route,
+    )
 
 NOTIFICATIONS_PATCH = "notifications-v1"
 # One attempt may take this long (a channel's own timeout is shorter).
@@ -54,23 +65,26 @@ class Notifier:
         self._seq = 0
         self.announced: set[int] = set()  # approval stages whose approvers were told
         self._tasks: list[asyncio.Task[Any]] = []
-        # Approvers' messages not yet updated with the decision.
-        self._open: list[tuple[Route, asyncio.Task[MessageRef | None]]] = []
+        # Approvers' messages not yet updated with the decision: their routes, and the dispatch.
+        self._open: list[tuple[list[Route], asyncio.Task[Dispatched | None]]] = []
 
     @property
     def on(self) -> bool:
         return self.plan is not None and bool(self.plan.routes)
 
     def send(self, kind: EventKind, audiences: list[str], *, track: bool = False, **fields: Any) -> None:
-        """Start one delivery per route of ``audiences``; ``track``: update it at the decision."""
+        """Start one delivery of the event to every route of ``audiences``; ``track``: update it at the decision."""
         if not self.on:
             return
         assert self.plan is not None
-        event = self._event(kind, fields)
-        for route in self.plan.routes_for(audiences):
-            task = self._deliver(Delivery(route=route, event=event, max_attempts=self.plan.max_attempts))
-            if track:
-                self._open.append((route, task))
+        routes = self.plan.routes_for(audiences)
+        if not routes:
+            return
+        task = self._dispatch(
+            Dispatch(event=self._event(kind, fields), routes=routes, max_attempts=self.plan.max_attempts)
+        )
+        if track:
+            self._open.append((routes, task))
 
     def decided(self, **fields: Any) -> None:
         """Update every open approvers' message: the request (or extension) is decided."""
@@ -118,34 +132,42 @@ class Notifier:
         base.update(fields)
         return NotificationEvent(**base)
 
-    def _deliver(self, delivery: Delivery) -> asyncio.Task[MessageRef | None]:
+    def _dispatch(self, dispatch: Dispatch) -> asyncio.Task[Dispatched | None]:
         assert self.plan is not None
+        who = ", ".join(dict.fromkeys(r.label for r in dispatch.routes))
+        via = ", ".join(dict.fromkeys(r.channel for r in dispatch.routes))
         handle = workflow.start_activity_method(
             NotifyActivities.deliver,
-            delivery,
+            dispatch,
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             schedule_to_close_timeout=timedelta(seconds=self.plan.give_up_after_s),
             retry_policy=_retry(self.plan.max_attempts),
-            summary=f"notify {delivery.route.label} via {delivery.route.channel}: {delivery.event.kind.value}"[:100],
+            summary=f"notify {who} via {via}: {dispatch.event.kind.value}"[:100],
         )
         task = asyncio.ensure_future(_quietly(handle))
         self._tasks.append(task)
         return task
 
     async def _update_all(
-        self, opened: list[tuple[Route, asyncio.Task[MessageRef | None]]], event: NotificationEvent
+        self, opened: list[tuple[list[Route], asyncio.Task[Dispatched | None]]], event: NotificationEvent
     ) -> None:
         assert self.plan is not None
-        for route, task in opened:
-            ref = await task
-            if ref is not None:  # posted, and the channel can update it
-                self._deliver(Delivery(route=route, event=event, ref=ref, max_attempts=self.plan.max_attempts))
+        routes: list[Route] = []
+        refs: list[MessageRef | None] = []
+        for sent_to, task in opened:
+            done = await task
+            for route, ref in zip(sent_to, done.refs if done else [], strict=False):
+                if ref is not None:  # posted, and the channel can update it
+                    routes.append(route)
+                    refs.append(ref)
+        if routes:
+            self._dispatch(Dispatch(event=event, routes=routes, refs=refs, max_attempts=self.plan.max_attempts))
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
 
 
-async def _quietly(handle: Any) -> MessageRef | None:
+async def _quietly(handle: Any) -> Dispatched | None:
     """A delivery's result, None once it gave up: a notification never fails the request."""
     try:
         return await handle
