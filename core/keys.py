@@ -12,7 +12,8 @@ Where the keys come from, in order (:func:`load_key_ring`):
 
 Every key is published, so tokens signed before a rotation keep verifying
 until they expire. The key that signs is ``JIT_SIGNING_KEY_ID`` (a kid), else
-the newest key of ``JIT_TOKEN_ALGORITHM``. ``kid`` is the RFC 7638 thumbprint
+the newest key of ``JIT_TOKEN_ALGORITHM`` (of keys an operator gave, the newest
+key when that setting is not set). ``kid`` is the RFC 7638 thumbprint
 of the public key; each key verifies with its own algorithm only, whatever a
 token's header says.
 """
@@ -242,10 +243,14 @@ class KeyRing:
 def load_key_ring(settings: Settings) -> KeyRing:
     """The API's key ring, from wherever the settings say (module docstring)."""
     alg, kid = settings.token_algorithm, settings.signing_key_id
+    # Keys an operator gave: JIT_TOKEN_ALGORITHM, when set, must find a key of its own; left
+    # unset, the newest key signs, whatever its algorithm (a deployment's Ed25519 key from
+    # before the setting existed keeps working).
+    given_alg = alg if "token_algorithm" in settings.model_fields_set else None
     if settings.signing_key_pem:
-        return KeyRing.from_pem(settings.signing_key_pem, active_kid=kid, algorithm=alg)
+        return KeyRing.from_pem(settings.signing_key_pem, active_kid=kid, algorithm=given_alg)
     if settings.signing_keys_path is not None:
-        return KeyRing.from_directory(settings.signing_keys_path, active_kid=kid, algorithm=alg)
+        return KeyRing.from_directory(settings.signing_keys_path, active_kid=kid, algorithm=given_alg)
     ring = KeyRing.load_or_create(settings.signing_keys_dir, alg)
     return KeyRing(ring.keys, active_kid=kid, algorithm=alg) if kid else ring
 

@@ -138,3 +138,18 @@ def test_a_bad_key_is_named_without_its_contents(tmp_path: Path) -> None:
     with pytest.raises(SigningKeyError) as refused:
         KeyRing.from_pem("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")
     assert "c2VjcmV0" not in str(refused.value)
+
+
+def test_given_keys_follow_the_algorithm_setting_only_when_it_is_set(tmp_path: Path) -> None:
+    from core.keys import load_key_ring
+
+    ed = SigningKey.of(generate("EdDSA"))
+    unset = Settings(_env_file=None, data_dir=tmp_path, signing_key_pem=ed.pem().decode())  # type: ignore[call-arg]
+    assert load_key_ring(unset).active.kid == ed.kid  # a key from before the setting keeps signing
+    explicit = unset.model_copy(update={"token_algorithm": "RS256"})
+    explicit.model_fields_set.add("token_algorithm")
+    with pytest.raises(SigningKeyError, match="no RS256 key"):
+        load_key_ring(explicit)
+    # The data dir's own keys: a key of the setting's algorithm is made when none is.
+    made = load_key_ring(Settings(_env_file=None, data_dir=tmp_path))  # type: ignore[call-arg]
+    assert made.active.alg == "RS256"
