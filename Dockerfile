@@ -1,4 +1,5 @@
 # One image for the API and the worker (docker-compose.yml runs it both ways):
+# (SIGTERM: the API drains open requests for up to 20 s, the worker its activities, then they exit)
 #   API:    uvicorn --factory api.app:create_app --host 0.0.0.0 --port 8000   (the default command)
 #   worker: python worker.py
 FROM python:3.11-slim
@@ -37,4 +38,4 @@ VOLUME /data
 # 8000: the API (and its /metrics); 9464: the worker's metrics (JIT_WORKER_METRICS_PORT)
 EXPOSE 8000 9464
 
-CMD ["uvicorn", "--factory", "api.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips", "*"]
+CMD ["uvicorn", "--factory", "api.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips", "*", "--timeout-graceful-shutdown", "20"]

@@ -84,6 +84,7 @@ def build_worker(
         max_concurrent_workflow_tasks=workflow_task_slots(settings.worker_max_cached_workflows),
         workflow_runner=_runner(settings),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
     )
 
 

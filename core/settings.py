@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # How long a task waits for the worker that ran the request last before any
     # worker may take it: after a crash, the wait every running request pays.
     worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
+    # On SIGTERM the worker stops polling and lets its running activities finish for up to
+    # this long before cancelling them (they are then retried elsewhere). Keep it below the
+    # orchestrator's kill delay (docker-compose.yml stop_grace_period).
+    worker_graceful_shutdown_s: float = Field(default=20.0, ge=0)
 
     # Request bodies larger than this are refused with 413 before they are read
     # (api/body_limit.py), on every endpoint, signed in or not. The largest body
