@@ -9,27 +9,22 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from temporalio.service import RPCError
 
 from cli.client import USAGE, CliError
+from cli.session import TIMESTAMP, Session
 from core.audit_anchors import read_anchors
 from core.audit_chain import Anchor
 from core.audit_store import STORE_ERRORS, describe, open_audit_log
 from core.settings import Settings
 from core.temporal import connect
 
-if TYPE_CHECKING:
-    from cli.main import Session
-
 
 def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from cli.main import TIMESTAMP  # here, not at the top: cli.main imports this module
-
     return TIMESTAMP.convert(value, param, ctx)
 
 

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from cli.client import echo_json, table, when
+from cli.session import Session, json_option
 from core.durations import format_duration
-
-if TYPE_CHECKING:
-    from cli.main import Session
 
 
 def register(cli: click.Group, act: Callable[..., None]) -> None:
-    from cli.main import json_option  # here, not at the top: cli.main imports this module
-
     @cli.command()
     @click.argument("request_id", metavar="ID")
     @click.option("--comment", help="What the review found.")

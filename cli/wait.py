@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import click
@@ -30,10 +30,8 @@ from cli.client import (
     echo_json,
     status_line,
 )
+from cli.session import Session
 from core.durations import DurationError, format_duration, parse_duration
-
-if TYPE_CHECKING:
-    from cli.main import Session
 
 View = dict[str, Any]
 # Quick at first (an approver may be at the keyboard), then once a second: the API's
