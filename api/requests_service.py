@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,11 +31,10 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import decisions, errors, listing, request_ids
+from api import decisions, errors, listing, new_requests, request_ids
 from api.page_tokens import PageTokens
 from api.policies import PolicyRuntime
 from api.schemas import CreateRequest, Preview, RequestPage
-from core.durations import format_duration
 from core.grants import GrantRow, GrantStore
 from core.models import (
     AccessRequestInput,
@@ -71,7 +69,6 @@ from workflows.access_request import CANCELLED_BY, AccessRequestWorkflow
 ORPHAN_REASON = "the request's workflow was ended outside jit-access (terminated in Temporal)"
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_IDEMPOTENCY_NS = uuid.UUID("6f1c2a4e-3b7d-4c55-9a0e-2d8f1e7b9c31")
 _UPDATE_WAIT_S = 30.0
 
 
@@ -117,7 +114,7 @@ class RequestService:
         self, actor: Actor, body: CreateRequest, idempotency_key: str | None
     ) -> tuple[AccessRequestView, bool]:
         """Start one workflow; returns (request, created). A repeated key returns the first."""
-        request_id = _request_id(actor, idempotency_key)
+        request_id = new_requests.request_id_for(actor, idempotency_key)
         handle = self._client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request_id))
         try:
             request_input = self._input_for(actor, body, request_id)
@@ -130,7 +127,7 @@ class RequestService:
                 existing = await self._query(handle)
             except errors.NotFound:
                 raise refusal from None
-            return _same_request(existing, actor, body), False
+            return new_requests.same_request(existing, actor, body), False
         attributes = [
             SearchAttributePair(SA_REQUESTER, actor.sub),
             SearchAttributePair(SA_RESOURCE, request_input.resource),
@@ -149,11 +146,11 @@ class RequestService:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=TypedSearchAttributes(attributes),
-                static_summary=_summary(request_input),
+                static_summary=new_requests.summary(request_input),
                 static_details=f"Reason: {request_input.reason}\nPolicy: {request_input.policy_version}",
             )
         except WorkflowAlreadyStartedError:
-            return _same_request(await self._query(handle), actor, body), False
+            return new_requests.same_request(await self._query(handle), actor, body), False
         except RPCError as e:
             raise errors.from_rpc_error(e) from e
         # Answer with the settled state: active for auto-approved, else pending.
@@ -162,7 +159,7 @@ class RequestService:
                 handle.execute_update(AccessRequestWorkflow.settled), self._settings.settle_wait_s
             )
         except (TimeoutError, RPCError, RPCTimeoutOrCancelledError):
-            view = _initial_view(request_input)
+            view = new_requests.initial_view(request_input)
         return view, True
 
     def _input_for(self, actor: Actor, body: CreateRequest, request_id: str) -> AccessRequestInput:
@@ -384,35 +381,6 @@ class RequestService:
         return view if running else _orphaned(view, self._grants.lookup(view.id))
 
 
-def _request_id(actor: Actor, idempotency_key: str | None) -> str:
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    if not 1 <= len(idempotency_key) <= 200:
-        raise errors.Invalid("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
-    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{actor.sub}\n{idempotency_key}"))
-
-
-def _same_request(existing: AccessRequestView, actor: Actor, body: CreateRequest) -> AccessRequestView:
-    """The request an Idempotency-Key already started, if ``body`` asks for the same; else 409."""
-    filed = (
-        existing.requester,
-        existing.resource,
-        existing.action,
-        existing.duration_s,
-        existing.reason,
-        existing.ticket,
-        existing.break_glass,
-    )
-    if filed != (actor.sub, body.resource, body.action, body.duration, body.reason, body.ticket, body.break_glass):
-        raise errors.Conflict("Idempotency-Key was already used for a different request", field="Idempotency-Key")
-    return existing
-
-
-def _summary(req: AccessRequestInput) -> str:
-    text = f"{req.requester.sub}: {req.action} {req.resource} for {format_duration(req.duration_s)}"
-    return f"{text} — {req.ticket}" if req.ticket else text
-
-
 def _orphaned(view: AccessRequestView, grant: GrantRow | None) -> AccessRequestView:
     """A request whose workflow was ended outside jit-access, as it now stands.
 
@@ -432,30 +400,3 @@ def _orphaned(view: AccessRequestView, grant: GrantRow | None) -> AccessRequestV
     else:
         update["alert"] = "the request's workflow was ended outside jit-access; its access is being revoked"
     return view.model_copy(update=update)
-
-
-def _initial_view(req: AccessRequestInput) -> AccessRequestView:
-    """What a new request looks like before a worker has run it."""
-    stages = req.policy.effective_stages()
-    auto = not stages
-    status = (Status.SCHEDULED if req.start_at else Status.PROVISIONING) if auto else Status.PENDING
-    return AccessRequestView(
-        id=req.id,
-        status=status,
-        requester=req.requester.sub,
-        resource=req.resource,
-        action=req.action,
-        duration_s=req.duration_s,
-        reason=req.reason,
-        ticket=req.ticket,
-        start_at=req.start_at,
-        approvals_required=req.policy.approvals_required,
-        approver_groups=req.policy.approver_groups,
-        created_at=req.created_at,
-        approved_at=req.created_at if auto else None,
-        stage=stages[0].name if stages else None,
-        eligible_groups=list(stages[0].groups) if stages else [],
-        break_glass=req.policy.break_glass,
-        policy_reasons=req.policy.reasons,
-        policy_version=req.policy_version,
-    )

@@ -20,7 +20,7 @@ import jwt
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.requests_service import _IDEMPOTENCY_NS
+from api.new_requests import _IDEMPOTENCY_NS
 from core.dev_identity import mint_dev_token
 from core.temporal import workflow_id
 from tests.conftest import Stack, make_settings, serve_api

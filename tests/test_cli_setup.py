@@ -23,7 +23,7 @@ import httpx
 import jwt
 from temporalio.testing import WorkflowEnvironment
 
-from api.requests_service import _IDEMPOTENCY_NS
+from api.new_requests import _IDEMPOTENCY_NS
 from core.dev_identity import mint_dev_token
 from core.settings import Settings
 from tests.conftest import ROOT, Stack, make_settings, serve_api
@@ -235,7 +235,7 @@ async def test_a_unique_prefix_works_wherever_an_id_does(stack: Stack, tmp_path:
 
 
 def _id(user: str, key: str) -> str:
-    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{user}\n{key}"))  # api/requests_service.py _request_id
+    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{user}\n{key}"))  # api/new_requests.py request_id_for
 
 
 def _colliding_keys(alice: str, mallory: str) -> tuple[str, str, str, str]:

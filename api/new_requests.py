@@ -1,0 +1,73 @@
+"""A new request, before its workflow runs: its id, its Temporal summary, how it reads until then.
+
+Pure functions of the create path (api/requests_service.py): an Idempotency-Key
+names one request per caller; a retry with the same key and body is answered
+with the first, with another body refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from api import errors
+from api.schemas import CreateRequest
+from core.durations import format_duration
+from core.models import AccessRequestInput, AccessRequestView, Actor, Status
+
+_IDEMPOTENCY_NS = uuid.UUID("6f1c2a4e-3b7d-4c55-9a0e-2d8f1e7b9c31")
+
+
+def request_id_for(actor: Actor, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    if not 1 <= len(idempotency_key) <= 200:
+        raise errors.Invalid("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
+    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{actor.sub}\n{idempotency_key}"))
+
+
+def same_request(existing: AccessRequestView, actor: Actor, body: CreateRequest) -> AccessRequestView:
+    """The request an Idempotency-Key already started, if ``body`` asks for the same; else 409."""
+    filed = (
+        existing.requester,
+        existing.resource,
+        existing.action,
+        existing.duration_s,
+        existing.reason,
+        existing.ticket,
+        existing.break_glass,
+    )
+    if filed != (actor.sub, body.resource, body.action, body.duration, body.reason, body.ticket, body.break_glass):
+        raise errors.Conflict("Idempotency-Key was already used for a different request", field="Idempotency-Key")
+    return existing
+
+
+def summary(req: AccessRequestInput) -> str:
+    text = f"{req.requester.sub}: {req.action} {req.resource} for {format_duration(req.duration_s)}"
+    return f"{text} — {req.ticket}" if req.ticket else text
+
+
+def initial_view(req: AccessRequestInput) -> AccessRequestView:
+    """What a new request looks like before a worker has run it."""
+    stages = req.policy.effective_stages()
+    auto = not stages
+    status = (Status.SCHEDULED if req.start_at else Status.PROVISIONING) if auto else Status.PENDING
+    return AccessRequestView(
+        id=req.id,
+        status=status,
+        requester=req.requester.sub,
+        resource=req.resource,
+        action=req.action,
+        duration_s=req.duration_s,
+        reason=req.reason,
+        ticket=req.ticket,
+        start_at=req.start_at,
+        approvals_required=req.policy.approvals_required,
+        approver_groups=req.policy.approver_groups,
+        created_at=req.created_at,
+        approved_at=req.created_at if auto else None,
+        stage=stages[0].name if stages else None,
+        eligible_groups=list(stages[0].groups) if stages else [],
+        break_glass=req.policy.break_glass,
+        policy_reasons=req.policy.reasons,
+        policy_version=req.policy_version,
+    )
