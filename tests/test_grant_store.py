@@ -178,3 +178,37 @@ def test_the_url_is_never_shown(pg_db: PgDatabase, tmp_path: Path) -> None:  # n
     finally:
         store.close()
     assert not (tmp_path / "grants.sqlite3").exists()
+
+
+def test_a_refused_login_names_no_password(pg_db: PgDatabase, tmp_path: Path) -> None:  # noqa: F811
+    if not pg_db.enforces_passwords:
+        pytest.skip("this PostgreSQL lets everyone in")
+    role = f"jit_store_{pg_db.name[-8:]}"
+    pg_db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'right-pw'")
+    try:
+        url = psycopg.conninfo.make_conninfo(pg_db.dsn, user=role, password="wr0ng-s3cret")  # noqa: S106
+        with pytest.raises(psycopg.OperationalError) as refused:
+            open_grant_store(Settings(_env_file=None, data_dir=tmp_path, database_url=url))  # type: ignore[call-arg]
+        assert "password authentication failed" in str(refused.value)
+        assert "wr0ng-s3cret" not in str(refused.value)
+    finally:
+        pg_db.execute(f"DROP ROLE {role}")
+
+
+def test_the_database_url_puts_the_audit_log_there_too_unless_its_own_dsn_is_set(
+    pg_db: PgDatabase,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from core.audit_log_pg import PostgresAuditLog
+    from core.audit_store import describe as describe_audit
+    from core.audit_store import open_audit_log
+
+    shared = Settings(_env_file=None, data_dir=tmp_path, database_url=pg_db.dsn)  # type: ignore[call-arg]
+    assert isinstance(open_audit_log(shared), PostgresAuditLog)
+    assert describe_audit(shared) == "the PostgreSQL audit log (JIT_DATABASE_URL)"
+    assert pg_db.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'jit_audit'") == [(1,)]
+    elsewhere = "postgresql:///jit_audit_elsewhere"
+    both = Settings(_env_file=None, data_dir=tmp_path, database_url=pg_db.dsn, audit_log_dsn=elsewhere)  # type: ignore[call-arg]
+    assert both.audit_dsn == elsewhere
+    assert describe_audit(both) == "the PostgreSQL audit log (JIT_AUDIT_LOG_DSN)"
+    assert not (tmp_path / "audit.sqlite3").exists()
