@@ -30,6 +30,7 @@ from activities.reconcile import ReconcileActivities
 from core.audit_anchors import ensure_anchor_schedule
 from core.audit_store import open_audit_log
 from core.catalog import Catalog
+from core.grant_store import open_grant_store
 from core.grants import GrantStore
 from core.logging import setup_logging
 from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_runtime, watch_gauges
@@ -43,10 +44,15 @@ from workflows.reconciler import ReconcilerWorkflow
 
 
 def build_worker(
-    client: Client, settings: Settings, executor: ThreadPoolExecutor, metrics: WorkerMetrics | None = None
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    metrics: WorkerMetrics | None = None,
+    store: GrantStore | None = None,
 ) -> Worker:
-    """``metrics``: where the activities record the project's metrics (a private registry if None)."""
-    store = GrantStore(settings.grants_db_path)
+    """``metrics``: where the activities record the project's metrics (a private registry if None).
+    ``store``: the grant store (``open_grant_store(settings)`` if None)."""
+    store = store or open_grant_store(settings)
     grants = GrantActivities(store, metrics)
     audit_log = open_audit_log(settings)
     audit = AuditActivities(audit_log)
@@ -136,12 +142,11 @@ async def main() -> None:
             )
             sdk_address = None
     client = await connect(settings, runtime=sdk_runtime(sdk_address))
-    gauges = asyncio.create_task(
-        watch_gauges(client, GrantStore(settings.grants_db_path), settings.task_queue, metrics), name="gauges"
-    )
+    store = open_grant_store(settings)
+    gauges = asyncio.create_task(watch_gauges(client, store, settings.task_queue, metrics), name="gauges")
     try:
         with ThreadPoolExecutor(max_workers=16) as executor:
-            worker = build_worker(client, settings, executor, metrics)
+            worker = build_worker(client, settings, executor, metrics, store)
             if server is not None:
                 server.start()
                 log.info("metrics on http://%s:%d/metrics", settings.worker_metrics_host, server.port)
@@ -160,6 +165,7 @@ async def main() -> None:
             log.info("worker stopped")
     finally:
         gauges.cancel()
+        store.close()
         if server is not None:
             server.close()
 

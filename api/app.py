@@ -34,7 +34,7 @@ from api.policies import Clock, PolicyRuntime, utc_now
 from api.requests_service import RequestService
 from api.routes import audit, catalog, codec, dev, health, requests, slack, tokens
 from core.access_tokens import VerifiedTokens
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.keys import load_key_ring
 from core.logging import setup_logging
 from core.notify_config import load_notifications
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
         app.state.temporal = client
         app.state.identity = IdentityVerifier(settings)
         app.state.notifications = load_notifications(settings.notifications_path)
-        app.state.grants = GrantStore(settings.grants_db_path)
+        app.state.grants = open_grant_store(settings)
         app.state.keys = load_key_ring(settings)
         app.state.verified_tokens = VerifiedTokens(app.state.keys, issuer=settings.token_issuer)
         app.state.requests = RequestService(
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
             yield
         finally:
             policies.remove_sighup(loop)
+            app.state.grants.close()
 
     app = FastAPI(
         title="jit-access",

@@ -35,6 +35,7 @@ from api import decisions, errors, listing, new_requests, request_ids
 from api.page_tokens import PageTokens
 from api.policies import PolicyRuntime
 from api.schemas import CreateRequest, Preview, RequestPage
+from core.grant_store import open_grant_store
 from core.grants import GrantRow, GrantStore
 from core.models import (
     AccessRequestInput,
@@ -84,7 +85,7 @@ class RequestService:
     ):
         self._client = client
         self._notifications = notifications
-        self._grants = grants or GrantStore(settings.grants_db_path)
+        self._grants = grants or open_grant_store(settings)
         self._settings = settings
         self._policies = policies
         self._page_tokens = page_tokens or PageTokens()

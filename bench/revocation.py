@@ -45,6 +45,7 @@ import stack  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from core.dev_identity import mint_dev_token  # noqa: E402
+from core.grant_store import open_grant_store  # noqa: E402
 from core.grants import GrantStore  # noqa: E402
 
 LOGS = "k8s:prod/logs"  # auto-approved in tests/catalog.yaml (max 4h)
@@ -148,7 +149,7 @@ async def project_run(
     """N grants, the first expiry ``lead_s`` from now; ``crash``: (SIGKILL the worker this many
     seconds after the first expiry, for this many seconds); ``env``: worker settings to try."""
     with stack.project_app(server, workdir / name, name, env) as app:
-        store = GrantStore(app.settings.grants_db_path)
+        store = open_grant_store(app.settings)
         pids = lambda: {"worker": app.worker.pid, "server": server.proc.pid}  # noqa: E731
         rss_idle = stack.rss_kib(app.worker.pid)[0] / 1024
         t0 = time.time()

@@ -53,7 +53,7 @@ from doc import pct, write_section  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from core.dev_identity import mint_dev_token  # noqa: E402
-from core.grants import GrantStore  # noqa: E402
+from core.grant_store import open_grant_store  # noqa: E402
 from core.temporal import connect, workflow_id  # noqa: E402
 
 SECTION = "## Service benchmarks"
@@ -250,7 +250,7 @@ def introspect_breakdown(app: stack.App, token: str, identity: str) -> list[list
     verifier = IdentityVerifier(settings)
     actor, _ = verifier._verify(identity)
     ring = KeyRing.load_or_create(settings.signing_keys_dir)
-    store = GrantStore(settings.grants_db_path)
+    store = open_grant_store(settings)
     claims = access_tokens.verify(ring, token, issuer=settings.token_issuer)
     steps = [
         (

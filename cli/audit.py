@@ -121,7 +121,7 @@ def verify(data_dir: Path | None, chain_only: bool) -> None:
     """
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     path = settings.audit_log_path
-    if not settings.audit_log_dsn and not path.is_file():
+    if not settings.audit_dsn and not path.is_file():
         raise CliError(f"no audit log at {path}: pass the worker's --data-dir", USAGE)
     anchors: list[Anchor] = []
     if not chain_only:

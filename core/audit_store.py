@@ -1,4 +1,4 @@
-"""Which audit log: PostgreSQL when ``JIT_AUDIT_LOG_DSN`` is set, else the SQLite file in the data dir.
+"""Which audit log: PostgreSQL when ``JIT_AUDIT_LOG_DSN`` or ``JIT_DATABASE_URL`` is set, else the SQLite file in the data dir.
 
 Both stores sit behind one Protocol and share one chain (core/audit_chain.py):
 how a record is sealed and how the chain and its anchors are checked is
@@ -49,8 +49,8 @@ class AuditStore(Protocol):
 
 def open_audit_log(settings: Settings, *, create: bool = True) -> AuditStore:
     """``create=False`` to read an existing log without writing to it (no table, no file made)."""
-    if settings.audit_log_dsn:
-        return PostgresAuditLog(settings.audit_log_dsn, create=create)
+    if settings.audit_dsn:
+        return PostgresAuditLog(settings.audit_dsn, create=create)
     return AuditLog(settings.audit_log_path, create=create)
 
 
@@ -58,4 +58,6 @@ def describe(settings: Settings) -> str:
     """Where the log is, for messages: never the DSN (it holds a password)."""
     if settings.audit_log_dsn:
         return "the PostgreSQL audit log (JIT_AUDIT_LOG_DSN)"
+    if settings.database_url:
+        return "the PostgreSQL audit log (JIT_DATABASE_URL)"
     return f"the audit log {settings.audit_log_path}"

@@ -2,8 +2,11 @@
 
 The workflow is the source of truth; this is its projection, written only by
 the idempotent grant activities and read by the API on every introspection, so
-resource servers never cost a workflow query. A SQLite file in the data dir
-(WAL: the worker writes while API processes read).
+resource servers never cost a workflow query. Two backends behind one Protocol,
+picked by ``open_grant_store`` (core/grant_store.py): a SQLite file in the data
+dir (here; WAL: the worker writes while API processes read), or PostgreSQL when
+``JIT_DATABASE_URL`` is set (core/grants_pg.py), shared by any number of
+processes on any number of machines.
 
 A revoked row is a tombstone: a late retry of the issue activity can never
 bring a revoked grant back.
@@ -18,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from core.private_files import private_file
 
@@ -52,7 +56,42 @@ class GrantRevokedError(Exception):
     """The grant was revoked (or rolled back) before it could be issued."""
 
 
-class GrantStore:
+class GrantStore(Protocol):
+    """What both backends promise; each method is atomic on its own."""
+
+    def record(
+        self,
+        *,
+        request_id: str,
+        requester: str,
+        resource: str,
+        action: str,
+        activated_at: datetime,
+        expires_at: datetime,
+    ) -> GrantRow:
+        """Record a grant; a repeat call returns the first one unchanged; GrantRevokedError after a revoke."""
+        ...
+
+    def extend(self, request_id: str, expires_at: datetime) -> GrantRow:
+        """Move the end of a live grant; GrantRevokedError if it is not live (never issued, or revoked)."""
+        ...
+
+    def revoke(self, request_id: str) -> datetime:
+        """Mark revoked (first time wins) and return when; leaves a tombstone if never issued."""
+        ...
+
+    def count_live(self, now: datetime) -> int: ...
+
+    def lookup(self, request_id: str) -> GrantRow | None:
+        """Hot path of introspection: one primary-key read."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (the PostgreSQL pool); the store is not used after."""
+        ...
+
+
+class SqliteGrantStore:
     def __init__(self, path: Path):
         self._path = path
         private_file(path)
@@ -133,6 +172,10 @@ class GrantStore:
         if reader is None:
             reader = self._readers.db = sqlite3.connect(self._path, isolation_level=None)
         return _fetch(reader, request_id)
+
+    def close(self) -> None:
+        # Connections are per call, and a thread's kept reader goes with its thread.
+        pass
 
 
 def _ts(value: datetime) -> str:

@@ -85,8 +85,13 @@ class Settings(BaseSettings):
     # The Temporal UI origin allowed to call the codec endpoint (CORS).
     codec_cors_origin: str = "http://localhost:8233"
 
+    # Shared state (README "Running beyond one machine"): the grant store and the audit
+    # log in this PostgreSQL database (postgresql://user:password@host/db) instead of
+    # SQLite files in the data dir. It holds a password: never logged nor shown.
+    database_url: str | None = Field(default=None, repr=False)
     # The audit log (README "Audit"): a SQLite file in the data dir, or PostgreSQL
-    # with this DSN (it holds a password: never logged nor shown).
+    # (JIT_DATABASE_URL). This DSN, older, puts the audit log alone in PostgreSQL,
+    # or in another database than the grant store; it wins over JIT_DATABASE_URL.
     audit_log_dsn: str | None = Field(default=None, repr=False)
     # How often the worker's Temporal Schedule anchors the log's head in Temporal
     # (core/audit_anchors.py): records newer than the last anchor can still be
@@ -213,6 +218,11 @@ class Settings(BaseSettings):
     @property
     def ui_session_key_path(self) -> Path:
         return self.data_dir / "ui-session-key"
+
+    @property
+    def audit_dsn(self) -> str | None:
+        """Where the audit log is in PostgreSQL, if it is: JIT_AUDIT_LOG_DSN, else JIT_DATABASE_URL."""
+        return self.audit_log_dsn or self.database_url
 
     @property
     def grants_db_path(self) -> Path:

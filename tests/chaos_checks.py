@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 from temporalio.api.enums.v1 import EventType
 
+from core.grant_store import open_grant_store
 from core.grants import GrantStore
 from core.temporal import workflow_id
 from tests.chaos_stack import ChaosStack, Outage, now
@@ -58,7 +59,7 @@ class Verdict:
 
 
 async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
-    store = GrantStore(stack.settings.grants_db_path)
+    store = open_grant_store(stack.settings)
     client = await stack.client()
     server = stack.auth("orders-db", "resource-servers")
     alice = stack.auth("alice", "engineers")

@@ -38,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from core.dev_identity import mint_dev_token
+from core.grant_store import open_grant_store
 from core.settings import Settings
 from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, connect
 from worker import build_worker
@@ -162,15 +163,19 @@ async def running_stack(dev_env: WorkflowEnvironment, data_dir: Path, **override
     clock = Clock()
     # The API's own data converter (payloads encrypted with this data dir's keys).
     client = await connect(settings)
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        async with build_worker(client, settings, executor):
-            server, task, base_url = await serve_api(settings, policy_clock=clock)
-            try:
-                async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                    yield Stack(settings, client, http, base_url, server.config.app, clock)
-            finally:
-                server.should_exit = True
-                await task
+    store = open_grant_store(settings)  # closed after: with JIT_DATABASE_URL, a pool of connections
+    try:
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            async with build_worker(client, settings, executor, store=store):
+                server, task, base_url = await serve_api(settings, policy_clock=clock)
+                try:
+                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                        yield Stack(settings, client, http, base_url, server.config.app, clock)
+                finally:
+                    server.should_exit = True
+                    await task
+    finally:
+        store.close()
 
 
 @pytest.fixture

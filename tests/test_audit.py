@@ -22,7 +22,7 @@ from temporalio.client import Client
 import devstack.__main__ as devstack
 from core.audit_log import AuditLog
 from core.durations import parse_duration
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import AccessRequestView
 from core.temporal import SA_ALERT, WORKFLOW_ID_PREFIX, workflow_id
 from tests.conftest import Stack
@@ -377,7 +377,7 @@ async def test_a_grant_is_not_active_until_its_audit_record_is_written(stack: St
         )
         await wait_until(audit_write_failed, what="the audit write to fail on the lock")
         # Provisioned (the grant store has it) but not active: no credentials.
-        assert GrantStore(stack.settings.grants_db_path).lookup(rid) is not None
+        assert open_grant_store(stack.settings).lookup(rid) is not None
         assert await status() == "provisioning"
         refused = await stack.http.get(f"/v1/requests/{rid}/credentials", headers=p.auth(p.alice))
         assert refused.status_code == 409, refused.text

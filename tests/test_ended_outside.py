@@ -15,7 +15,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from core.audit_store import open_audit_log
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import ReconcileReport, Status
 from core.reconcile_schedule import reconcile_now
 from core.temporal import workflow_id
@@ -62,7 +62,7 @@ async def reconciled(stack: Stack, request_id: str) -> ReconcileReport:
 
 
 def live(stack: Stack, request_id: str) -> bool:
-    row = GrantStore(stack.settings.grants_db_path).lookup(request_id)
+    row = open_grant_store(stack.settings).lookup(request_id)
     return row is not None and row.revoked_at is None
 
 
@@ -164,7 +164,7 @@ async def test_the_reconciler_drops_a_terminated_requests_database_role(
             login(database).close()  # the role works
             await stack.client.get_workflow_handle(workflow_id(request_id)).terminate(reason="clicked in Temporal UI")
             # Lose the tombstone too, as a crash between the two steps would: the role alone is found.
-            GrantStore(settings.grants_db_path).revoke(request_id)
+            open_grant_store(settings).revoke(request_id)
 
             report = await reconciled(stack, request_id)
             assert [r.request_id for r in report.revoked] == [request_id]

@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.grants import GrantActivities, IssueGrantInput
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
+from core.grants import SqliteGrantStore
 from core.metrics import MetricsServer, WorkerMetrics, sdk_runtime, watch_gauges
 from core.temporal import connect, workflow_id
 from tests.conftest import Stack, free_port, make_settings, serve_api
@@ -88,7 +89,7 @@ async def metrics_stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIt
     metrics = WorkerMetrics()
     server = MetricsServer(metrics.registry, "127.0.0.1", 0, sdk_address).start()
     gauges = asyncio.create_task(
-        watch_gauges(client, GrantStore(settings.grants_db_path), settings.task_queue, metrics, interval_s=0.2)
+        watch_gauges(client, open_grant_store(settings), settings.task_queue, metrics, interval_s=0.2)
     )
     try:
         with ThreadPoolExecutor(max_workers=8) as executor:
@@ -187,7 +188,7 @@ async def test_api_and_worker_metrics_after_a_scenario(metrics_stack: MetricsSta
 async def test_issue_grant_observes_time_to_approve(tmp_path: Path) -> None:
     """The activity's half of jit_time_to_approve_seconds: given when the request was filed and approved."""
     metrics = WorkerMetrics()
-    grants = GrantActivities(GrantStore(tmp_path / "grants.sqlite3"), metrics)
+    grants = GrantActivities(SqliteGrantStore(tmp_path / "grants.sqlite3"), metrics)
     filed = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     approved = filed + timedelta(minutes=7)
 

@@ -14,7 +14,7 @@ from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
 from activities.provisioners.postgres import PostgresProvisioner
 from activities.provisioners.postgres_config import derive_password, role_prefix
 from activities.provisioning import DeprovisionInput, ExtendProvisionInput, ProvisioningActivities
-from core.grants import GrantStore
+from core.grants import SqliteGrantStore
 from tests.pg import PgDatabase, pg_cluster, pg_db  # noqa: F401
 
 DSN_ENV = "JIT_TEST_ADMIN_DSN"
@@ -104,7 +104,7 @@ def test_extend_of_a_revoked_grant_is_final(db: PgDatabase) -> None:
 
 
 def test_the_grant_store_tombstone_stops_a_late_grant(db: PgDatabase, tmp_path: Path) -> None:
-    store = GrantStore(tmp_path / "grants.sqlite3")
+    store = SqliteGrantStore(tmp_path / "grants.sqlite3")
 
     def is_revoked(request_id: str) -> bool:
         row = store.lookup(request_id)

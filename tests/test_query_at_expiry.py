@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import AccessRequestView, Status
 from core.settings import Settings
 from core.temporal import DATA_CONVERTER
@@ -70,7 +70,7 @@ async def grant_timers(handle: WorkflowHandle[AccessRequestWorkflow, AccessReque
 async def check(
     client: Client, settings: Settings, handles: list[WorkflowHandle[AccessRequestWorkflow, AccessRequestView]]
 ) -> None:
-    store = GrantStore(settings.grants_db_path)
+    store = open_grant_store(settings)
     replayer = Replayer(workflows=[AccessRequestWorkflow], data_converter=DATA_CONVERTER)
     for handle in handles:
         view = await asyncio.wait_for(handle.result(), 60)

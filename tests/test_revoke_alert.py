@@ -19,7 +19,7 @@ from activities.notify import NotifyActivities
 from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
 from activities.provisioning import DeprovisionInput
 from core.audit_log import AuditLog
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import RevokeInput, Status
 from core.notify_config import NotificationConfig
 from core.notify_models import EventKind, NotificationPlan, Route
@@ -32,7 +32,7 @@ async def test_failing_revocation_raises_an_alert_and_keeps_retrying(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path, task_queue=f"alert-{tmp_path.name}")  # type: ignore[call-arg]
-    grants = GrantActivities(GrantStore(settings.grants_db_path))
+    grants = GrantActivities(open_grant_store(settings))
     audit = AuditActivities(AuditLog(settings.audit_log_path))
     attempts: list[str] = []
 
@@ -94,5 +94,5 @@ async def test_failing_revocation_raises_an_alert_and_keeps_retrying(
     assert [e.kind for e in told] == [EventKind.ALERT_RAISED, EventKind.ALERT_CLEARED]
     assert told[0].detail is not None and "target refused the revoke" in told[0].detail
     # The grant died at once, before the target let go: tokens stopped working.
-    grant = GrantStore(settings.grants_db_path).lookup(req.id)
+    grant = open_grant_store(settings).lookup(req.id)
     assert grant is not None and grant.revoked_at is not None

@@ -15,7 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from core.dev_identity import mint_dev_token
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import Status
 from core.settings import Settings
 from core.temporal import connect, workflow_id
@@ -85,7 +85,7 @@ async def test_worker_killed_mid_grant_still_revokes(
         handle = client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(request["id"]))
         result = await asyncio.wait_for(handle.result(), timeout=60)
         assert result.status is Status.EXPIRED
-        grant = GrantStore(settings.grants_db_path).lookup(request["id"])
+        grant = open_grant_store(settings).lookup(request["id"])
         assert grant is not None and grant.revoked_at is not None
         assert result.expires_at is not None and grant.revoked_at >= result.expires_at
         assert datetime.now(UTC) >= result.expires_at

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import ApproveInput, Status
 from tests.workflow_support import BOB, request_input, running_worker, start
 from workflows.access_request import AccessRequestWorkflow
@@ -23,7 +23,7 @@ async def test_two_hour_grant_expires_and_is_revoked(ts_env: WorkflowEnvironment
     assert result.expires_at - result.activated_at == timedelta(hours=2)
     # The workflow really held the grant for two hours (of workflow time).
     assert result.ended_at is not None and result.ended_at >= result.expires_at
-    grant = GrantStore(settings.grants_db_path).lookup(req.id)
+    grant = open_grant_store(settings).lookup(req.id)
     assert grant is not None and grant.revoked_at is not None
 
 
@@ -35,7 +35,7 @@ async def test_nobody_decides_in_time(ts_env: WorkflowEnvironment, tmp_path: Pat
     assert result.status is Status.TIMED_OUT
     assert result.ended_at is not None and result.ended_at - result.created_at >= timedelta(hours=24)
     # Never provisioned, so nothing is in the grant store.
-    assert GrantStore(settings.grants_db_path).lookup(req.id) is None
+    assert open_grant_store(settings).lookup(req.id) is None
 
 
 async def test_scheduled_start_waits_then_grants(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from activities.audit import AuditActivities
 from activities.clock import read_clock
 from activities.grants import GrantActivities, IssueGrantInput
 from core.audit_log import AuditLog
-from core.grants import GrantStore
+from core.grant_store import open_grant_store
 from core.models import (
     ApproveInput,
     CancelInput,
@@ -51,7 +51,7 @@ async def test_approval_by_an_approver_activates(dev_env: WorkflowEnvironment, w
     view = await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB, comment="ok"))
     assert view.status is Status.ACTIVE
     assert view.expires_at is not None and view.activated_at is not None
-    assert GrantStore(worker.grants_db_path).lookup(view.id) is not None
+    assert open_grant_store(worker).lookup(view.id) is not None
 
 
 async def test_requester_cannot_approve_own_request(dev_env: WorkflowEnvironment, worker: Settings) -> None:
@@ -98,7 +98,7 @@ async def test_deny_ends_the_request_without_a_grant(dev_env: WorkflowEnvironmen
     result = await handle.result()
     assert result.status is Status.DENIED
     assert result.denial is not None and (result.denial.actor, result.denial.reason) == ("bob", "use the replica")
-    assert GrantStore(worker.grants_db_path).lookup(req.id) is None
+    assert open_grant_store(worker).lookup(req.id) is None
 
 
 async def test_only_the_requester_cancels(dev_env: WorkflowEnvironment, worker: Settings) -> None:
@@ -118,7 +118,7 @@ async def test_revoke_mid_grant_ends_access_at_once(dev_env: WorkflowEnvironment
     view = await handle.execute_update(AccessRequestWorkflow.revoke, RevokeInput(actor=ALICE, reason="done"))
     assert view.status is Status.REVOKED
     assert (await handle.result()).status is Status.REVOKED
-    grant = GrantStore(worker.grants_db_path).lookup(req.id)
+    grant = open_grant_store(worker).lookup(req.id)
     assert grant is not None and grant.revoked_at is not None
 
 
@@ -142,7 +142,7 @@ async def test_extend_moves_expiry_within_the_maximum(dev_env: WorkflowEnvironme
     )
     assert extended.expires_at is not None
     assert (extended.expires_at - active.expires_at).total_seconds() == 1800
-    grant = GrantStore(worker.grants_db_path).lookup(req.id)
+    grant = open_grant_store(worker).lookup(req.id)
     assert grant is not None and grant.expires_at == extended.expires_at
 
     with pytest.raises(WorkflowUpdateFailedError) as beyond:
@@ -157,7 +157,7 @@ async def test_extend_moves_expiry_within_the_maximum(dev_env: WorkflowEnvironme
 
 async def test_failed_provisioning_rolls_back_and_fails(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path, task_queue=f"wf-fail-{tmp_path.name}")  # type: ignore[call-arg]
-    real = GrantActivities(GrantStore(settings.grants_db_path))
+    real = GrantActivities(open_grant_store(settings))
     audit = AuditActivities(AuditLog(settings.audit_log_path))
 
     @activity.defn(name="issue_grant")
@@ -178,7 +178,7 @@ async def test_failed_provisioning_rolls_back_and_fails(dev_env: WorkflowEnviron
     assert result.status is Status.FAILED
     assert result.failure is not None and "database refused the grant" in result.failure
     # Rolled back: a tombstone means a late retry can never make it live.
-    grant = GrantStore(settings.grants_db_path).lookup(req.id)
+    grant = open_grant_store(settings).lookup(req.id)
     assert grant is not None and grant.revoked_at is not None
 
 

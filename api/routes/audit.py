@@ -90,7 +90,7 @@ async def export_audit(
     if since is not None and until is not None and until < since:
         raise errors.Invalid("to: must not be before from", field="to")
     requester, resource = _filter(requester, "requester"), _filter(resource, "resource")
-    if not settings.audit_log_dsn and not settings.audit_log_path.is_file():
+    if not settings.audit_dsn and not settings.audit_log_path.is_file():
         raise errors.Unavailable("no audit log on this server: the API reads it from the worker's data dir")
     log = open_audit_log(settings, create=False)
     events = log.export(since=since, until=until, requester=requester, resource=resource)
@@ -99,7 +99,7 @@ async def export_audit(
         first = await run_in_threadpool(next, events, None)
     except STORE_ERRORS as e:
         # PostgreSQL's errors may name hosts and users: not for the client.
-        why = "" if settings.audit_log_dsn else f" ({e})"
+        why = "" if settings.audit_dsn else f" ({e})"
         raise errors.Unavailable(f"the audit log cannot be read now{why}; try again shortly") from e
     return StreamingResponse(_lines(first, events), media_type=NDJSON, headers={"Cache-Control": "no-store"})
 
@@ -139,7 +139,7 @@ async def verify_audit(
     """
     if not engine.may_audit(user).allowed:
         raise errors.Forbidden("only auditors and admins may verify the audit log")
-    if not settings.audit_log_dsn and not settings.audit_log_path.is_file():
+    if not settings.audit_dsn and not settings.audit_log_path.is_file():
         raise errors.Unavailable("no audit log on this server: the API reads it from the worker's data dir")
     try:
         anchors = await read_anchors(client, settings)
@@ -149,7 +149,7 @@ async def verify_audit(
     try:
         checked, broken = await run_in_threadpool(log.check, anchors)
     except STORE_ERRORS as e:
-        why = "" if settings.audit_log_dsn else f" ({e})"
+        why = "" if settings.audit_dsn else f" ({e})"
         raise errors.Unavailable(f"the audit log cannot be read now{why}; try again shortly") from e
     return AuditVerification(
         ok=broken is None,
