@@ -129,8 +129,7 @@ class IdentityVerifier:
                 # The PyJWK binds the algorithm to the key: an RSA key verifies RS256 only,
                 # whatever "alg" the token claims (no HS256-with-the-public-key confusion).
                 keys = self.issuers[issuer]
-                key = self._oidc_key(keys, token)
-                claims = self._decode(token, key, keys.issuer.algorithms, issuer, keys.issuer.audience)
+                claims = self._decode_oidc(keys, token)
                 mapping = keys.issuer
             elif issuer == dev_identity.ISSUER:
                 raise Unauthenticated("development identity tokens are not accepted here (dev identity is off)")
@@ -141,13 +140,21 @@ class IdentityVerifier:
             raise Unauthenticated(_reason(e)) from e
         return actor_from_claims(claims, mapping), float(claims["exp"])
 
-    @staticmethod
-    def _oidc_key(keys: IssuerKeys, token: str) -> jwt.PyJWK:
+    def _decode_oidc(self, keys: IssuerKeys, token: str) -> dict[str, Any]:
+        entry = keys.issuer
         kid = jwt.get_unverified_header(token).get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Unauthenticated("identity token is malformed: its kid must be a string")
         try:
-            return keys.key_for(kid)
+            key = keys.key_for(kid)
+            try:
+                return self._decode(token, key, entry.algorithms, entry.issuer, entry.audience)
+            except jwt.InvalidSignatureError:
+                # Without a kid a rotation shows only as a signature that no longer verifies.
+                newer = keys.newer_key(key) if kid is None else None
+                if newer is None:
+                    raise
+                return self._decode(token, newer, entry.algorithms, entry.issuer, entry.audience)
         except KeysUnavailable as e:
             # Unreachable, or answering with something that is not a discovery document or a
             # JWKS: the provider's fault, not the caller's. The message names the issuer.

@@ -55,13 +55,29 @@ class IssuerKeys:
             if not self._keys or now - self._fetched_at >= self.issuer.jwks_cache_s:
                 self._fetch(now)
             key = self._find(kid)
-            if key is None and kid is not None and now - self._refreshed_at >= self.issuer.jwks_refresh_min_s:
-                self._refreshed_at = now
+            if key is None and kid is not None and self._may_refresh(now):
                 self._fetch(now, after_miss=True)
                 key = self._find(kid)
         if key is None:
             raise UnknownKey(kid)
         return key
+
+    def newer_key(self, tried: jwt.PyJWK) -> jwt.PyJWK | None:
+        """A token without a kid did not verify with the issuer's one key: perhaps it rotated.
+        The key now published, if the keys could be fetched again (rate-limited) and it changed."""
+        with self._lock:
+            now = time.monotonic()
+            if not self._may_refresh(now):
+                return None
+            self._fetch(now, after_miss=True)
+            key = self._find(None)
+        return key if key is not None and key.key_id != tried.key_id else None
+
+    def _may_refresh(self, now: float) -> bool:
+        if now - self._refreshed_at < self.issuer.jwks_refresh_min_s:
+            return False
+        self._refreshed_at = now
+        return True
 
     def _find(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None:
