@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -29,8 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
+from core.models import Actor
 from core.settings import Settings
-from tests.conftest import Stack, free_port, running_stack
+from policy import load_engine
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, Stack, free_port, running_stack
 
 DEPLOY = "k8s:prod/deploy"  # tests/catalog.yaml; tests/policies/workloads.cedar
 PEOPLE_AUDIENCE = "jit-people"
@@ -146,7 +149,9 @@ def ci_entry(ci: Provider, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def two_issuers(dev_env: WorkflowEnvironment, tmp_path: Path, people: Provider, ci: Provider) -> AsyncIterator[Stack]:
+async def two_issuers(
+    dev_env: WorkflowEnvironment, tmp_path: Path, people: Provider, ci: Provider
+) -> AsyncIterator[Stack]:
     """People from one provider, CI jobs from another: both trusted at once, the dev issuer off.
     The people's entry comes from a YAML file, the workloads' from the JSON setting."""
     issuers_file = tmp_path / "issuers.yaml"
@@ -318,3 +323,55 @@ def test_the_issuers_setting_reads_json_from_the_environment(monkeypatch: pytest
     )
     (entry,) = Settings(_env_file=None).trusted_issuers  # type: ignore[call-arg]
     assert (entry.kind, entry.attributes, entry.jwks_url) == ("workload", {"repo": "repository"}, None)
+
+
+# -- the example policies ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "workflow", "outcome"),
+    [
+        pytest.param("refs/heads/main", "deploy", "auto-approved", id="main"),
+        pytest.param("refs/heads/try-things", "deploy", "refused", id="another-branch"),
+        pytest.param("refs/heads/main", "lint", "refused", id="another-workflow"),
+    ],
+)
+def test_the_example_policies_approve_the_deploy_pipeline_from_main(ref: str, workflow: str, outcome: str) -> None:
+    engine = load_engine(EXAMPLE_POLICIES, EXAMPLE_CATALOG)
+    job = Actor(
+        sub=f"repo:acme/deploy:ref:{ref}",
+        kind="service",
+        attributes={
+            "issuer": "https://token.actions.githubusercontent.com",
+            "repository": "acme/deploy",
+            "ref": ref,
+            "workflow": workflow,
+        },
+    )
+    tuesday_noon = datetime(2026, 3, 3, 12, tzinfo=UTC)  # production writes are for business hours
+    decision = engine.decide_request(
+        job,
+        resource=DEPLOY,
+        action="write",
+        duration_s=600,
+        reason="deploy",
+        ticket=None,
+        break_glass=False,
+        mfa=False,
+        now=tuesday_noon,
+    )
+    got = "auto-approved" if decision.allowed and decision.auto_approve else "refused" if not decision.allowed else "?"
+    assert got == outcome, decision.reasons
+    # A person cannot pass for the pipeline: the same sub as a User is no Jit::Service.
+    person = engine.decide_request(
+        Actor(sub=job.sub, groups=["engineers"]),
+        resource=DEPLOY,
+        action="write",
+        duration_s=600,
+        reason="deploy",
+        ticket=None,
+        break_glass=False,
+        mfa=False,
+        now=tuesday_noon,
+    )
+    assert not person.allowed
