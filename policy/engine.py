@@ -257,8 +257,8 @@ class PolicyEngine:
         return self._cedar.slice_for(actor.sub, actor.groups, principal_kind(actor))
 
     def _with_principal(self, base: cedarpy.Entities, actor: Actor, extra: Sequence[dict[str, Any]] = ()) -> Any:
-        """``base`` plus the caller; a workload's attributes the schema does not declare are refused
-        here, as a PolicyError naming them, rather than as a failure deep in Cedar."""
+        """``base`` plus the caller (a workload with its attributes). Cedar refusing the entity
+        (an attribute of the wrong type) is a PolicyError naming the caller, not a crash."""
         delta = json.loads(principal_json(actor)) + list(extra)
         try:
             return base.with_added_json_str(json.dumps(delta))
