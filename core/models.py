@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +52,11 @@ class Actor(BaseModel):
     groups: list[str] = Field(default_factory=list)
     # Step-up: the identity token says a second factor was used (amr/acr).
     mfa: bool = False
+    # "service": a workload (a CI job's token from an issuer of kind workload), the
+    # Cedar principal Jit::Service::"<sub>" with these attributes (claims the issuer
+    # maps: repository, ref, …). Defaults keep requests filed before them decoding.
+    kind: Literal["user", "service"] = "user"
+    attributes: dict[str, str] = Field(default_factory=dict)
 
     def in_any(self, groups: list[str]) -> bool:
         return bool(set(self.groups) & set(groups))

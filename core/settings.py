@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.oidc_issuers import OidcIssuer, load_issuers_file
 
 # The default catalog and policies ship with the code: config/ beside core/, in the source
 # tree as in the installed wheel (a package there, see pyproject.toml). Found from this file,
@@ -52,6 +54,13 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = None
     oidc_groups_claim: str = "groups"
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    # More trusted issuers, people's or workloads' (CI jobs), each with its own audience,
+    # algorithms and claim mapping (core/oidc_issuers.py, README "Identity"): a JSON list
+    # here, and/or a YAML or JSON file (``issuers:``). The JIT_OIDC_ISSUER settings above
+    # make one more entry. Keys by discovery unless an entry gives jwks_url.
+    oidc_issuers: list[OidcIssuer] = Field(default_factory=list)
+    oidc_issuers_path: Path | None = None
+    _file_issuers: list[OidcIssuer] = PrivateAttr(default_factory=list)
 
     # Who audits, introspects and revokes others' grants is the policies' word
     # (config/policies/admin.cedar). These groups are snapshotted into each request:
@@ -187,7 +196,31 @@ class Settings(BaseSettings):
             )
         if not self.oidc_groups_claim.strip():
             raise ValueError("JIT_OIDC_GROUPS_CLAIM must not be empty")
+        if self.oidc_issuers_path is not None:
+            self._file_issuers = load_issuers_file(self.oidc_issuers_path)
+        seen: set[str] = set()
+        for entry in self.trusted_issuers:
+            # Tokens are matched to their entry by iss: two entries for one issuer would be ambiguous.
+            if entry.issuer in seen:
+                raise ValueError(f"OIDC issuer {entry.issuer} is configured twice; give each issuer one entry")
+            seen.add(entry.issuer)
         return self
+
+    @property
+    def trusted_issuers(self) -> list[OidcIssuer]:
+        """Every OIDC issuer whose tokens identify callers: JIT_OIDC_ISSUER's first, then the list's."""
+        single = []
+        if self.oidc_issuer and self.oidc_audience and self.oidc_jwks_url:
+            single.append(
+                OidcIssuer(
+                    issuer=self.oidc_issuer,
+                    audience=self.oidc_audience,
+                    jwks_url=self.oidc_jwks_url,
+                    algorithms=self.oidc_algorithms,
+                    groups_claim=self.oidc_groups_claim,
+                )
+            )
+        return single + list(self.oidc_issuers) + self._file_issuers
 
     @property
     def temporal_uses_tls(self) -> bool:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.catalog import CatalogEntry
+from core.models import Actor
 
 NS = "Jit"
 SERVICE_ID = "jit-access"
@@ -68,6 +69,23 @@ def service_entity() -> dict[str, Any]:
 def user_json(sub: str, groups: Iterable[str]) -> str:
     parents = [uid("Group", g) for g in dict.fromkeys(groups)]
     return json.dumps([{"uid": uid("User", sub), "attrs": {}, "parents": parents}])
+
+
+def principal_kind(actor: Actor) -> str:
+    """A person is a Jit::User, a workload a Jit::Service (schema.cedarschema)."""
+    return "Service" if actor.kind == "service" else "User"
+
+
+def principal_uid(actor: Actor) -> dict[str, str]:
+    return uid(principal_kind(actor), actor.sub)
+
+
+def principal_json(actor: Actor) -> str:
+    """The caller as a Cedar entity: a workload carries the attributes its issuer maps."""
+    if actor.kind != "service":
+        return user_json(actor.sub, actor.groups)
+    parents = [uid("Group", g) for g in dict.fromkeys(actor.groups)]
+    return json.dumps([{"uid": principal_uid(actor), "attrs": dict(actor.attributes), "parents": parents}])
 
 
 def request_context(

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,14 @@ from core.durations import format_duration as fmt
 from core.models import Actor
 from policy.context import (
     SERVICE_ID,
+    principal_json,
+    principal_kind,
+    principal_uid,
     request_context,
     resource_entity,
     service_entity,
     uid,
     unlisted_resource_entity,
-    user_json,
 )
 from policy.decisions import CatalogView, Decision, RequestDecision, StageSpec
 from policy.evaluator import Evaluator, asks, req
@@ -60,7 +63,7 @@ class PolicyEngine:
         # may_introspect's answers: asked on every request a resource server serves.
         # Per engine, so a reload (a new engine) starts afresh and no answer
         # outlives the rules that gave it.
-        self._introspectors: dict[tuple[str, tuple[str, ...]], Decision] = {}
+        self._introspectors: dict[tuple[Any, ...], Decision] = {}
         self._introspectors_lock = threading.Lock()
 
     @classmethod
@@ -101,10 +104,11 @@ class PolicyEngine:
             now=now,
         )
         res = uid("Resource", entry.id)
-        entities = self._by_resource[entry.id].with_added_json_str(user_json(actor.sub, actor.groups))
-        first = [req(actor.sub, verb, res, ctx)] + ([] if break_glass else [req(actor.sub, "auto_approve", res, ctx)])
-        cedar = self._cedar.slice_for(actor.sub, actor.groups)
-        job = (cedar.candidates(limit), functools.partial(asks, actor.sub, res, ctx, (verb,)))
+        entities = self._with_principal(self._by_resource[entry.id], actor)
+        who = principal_uid(actor)
+        first = [req(who, verb, res, ctx)] + ([] if break_glass else [req(who, "auto_approve", res, ctx)])
+        cedar = self._slice(actor)
+        job = (cedar.candidates(limit), functools.partial(asks, who, res, ctx, (verb,)))
         answers, (cap,) = cedar.longest(entities, [job], first)
         decision = RequestDecision(
             allowed=False,
@@ -213,7 +217,7 @@ class PolicyEngine:
         """Remembered per (sub, groups): the question has no context, no time and no
         resource, so the answer can only change with the rules, i.e. with the engine.
         The Decision is shared between callers: read it, never change it."""
-        key = (actor.sub, tuple(actor.groups))
+        key = (principal_kind(actor), actor.sub, tuple(actor.groups), tuple(sorted(actor.attributes.items())))
         decision = self._introspectors.get(key)
         if decision is None:
             decision = self._single(actor, "introspect", None, {})
@@ -227,28 +231,39 @@ class PolicyEngine:
 
     def catalog_for(self, actor: Actor, now: datetime, *, mfa: bool = False) -> list[CatalogView]:
         """What ``actor`` may request now, assuming they give a reason and a ticket."""
-        entities = self._everything.with_added_json_str(user_json(actor.sub, actor.groups))
-        cedar = self._cedar.slice_for(actor.sub, actor.groups)
+        entities = self._with_principal(self._everything, actor)
+        cedar = self._slice(actor)
         return catalog_views(cedar, self.catalog, entities, actor, now, mfa=mfa)
 
     # -- helpers -----------------------------------------------------------------------
 
     def _single(self, actor: Actor, action: str, resource: str | None, ctx: dict[str, Any]) -> Decision:
-        user = user_json(actor.sub, actor.groups)
         if resource is None:
-            entities, res = self._service.with_added_json_str(user), uid("Service", SERVICE_ID)
+            entities, res = self._with_principal(self._service, actor), uid("Service", SERVICE_ID)
         elif resource in self._by_resource:
-            entities, res = self._by_resource[resource].with_added_json_str(user), uid("Resource", resource)
+            entities, res = self._with_principal(self._by_resource[resource], actor), uid("Resource", resource)
         else:  # gone from the catalog since it was requested: judged as strictly as possible
-            delta = json.loads(user) + [unlisted_resource_entity(resource)]
-            entities, res = self._service.with_added_json_str(json.dumps(delta)), uid("Resource", resource)
-        cedar = self._cedar.slice_for(actor.sub, actor.groups)
-        answer = cedar.run(entities, [req(actor.sub, action, res, ctx)])[0]
+            entities = self._with_principal(self._service, actor, [unlisted_resource_entity(resource)])
+            res = uid("Resource", resource)
+        cedar = self._slice(actor)
+        answer = cedar.run(entities, [req(principal_uid(actor), action, res, ctx)])[0]
         if answer.allowed:
             return Decision(allowed=True, reasons=[m.describe() for m in answer.matched])
         if answer.forbids:
             return Decision(allowed=False, reasons=[m.describe() for m in answer.forbids], field=answer.blamed_field())
         return Decision(allowed=False, reasons=[f"no policy permits {actor.sub} to {action}", *answer.errors])
+
+    def _slice(self, actor: Actor) -> Any:
+        return self._cedar.slice_for(actor.sub, actor.groups, principal_kind(actor))
+
+    def _with_principal(self, base: cedarpy.Entities, actor: Actor, extra: Sequence[dict[str, Any]] = ()) -> Any:
+        """``base`` plus the caller (a workload with its attributes). Cedar refusing the entity
+        (an attribute of the wrong type) is a PolicyError naming the caller, not a crash."""
+        delta = json.loads(principal_json(actor)) + list(extra)
+        try:
+            return base.with_added_json_str(json.dumps(delta))
+        except ValueError as e:
+            raise PolicyError([f"the caller {actor.sub!r} does not fit {SCHEMA_FILE}: {e}"]) from e
 
 
 def _entities(entities: list[dict[str, Any]], schema: Any, what: str) -> cedarpy.Entities:

@@ -48,13 +48,19 @@ class Answer:
         return next((m.field for m in self.forbids if m.field), None)
 
 
-def req(sub: str, action: str, res: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
-    return {"principal": uid("User", sub), "action": uid("Action", action), "resource": res, "context": ctx}
+Principal = str | dict[str, str]  # a User's sub, or an entity uid (policy.context.principal_uid)
 
 
-def asks(sub: str, res: dict[str, str], ctx: dict, actions: tuple[str, ...], duration_s: int) -> list[dict[str, Any]]:
+def req(principal: Principal, action: str, res: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
+    who = uid("User", principal) if isinstance(principal, str) else principal
+    return {"principal": who, "action": uid("Action", action), "resource": res, "context": ctx}
+
+
+def asks(
+    principal: Principal, res: dict[str, str], ctx: dict, actions: tuple[str, ...], duration_s: int
+) -> list[dict[str, Any]]:
     """The requests of one duration in a Job: ``actions`` at ``duration_s``."""
-    return [req(sub, a, res, {**ctx, "duration_s": duration_s}) for a in actions]
+    return [req(principal, a, res, {**ctx, "duration_s": duration_s}) for a in actions]
 
 
 class Evaluator:
@@ -70,9 +76,9 @@ class Evaluator:
         self._slices: OrderedDict[frozenset, PolicySlice] = OrderedDict()
         self._lock = threading.Lock()  # the API may decide from several threads
 
-    def slice_for(self, sub: str, groups: Iterable[str]) -> PolicySlice:
+    def slice_for(self, sub: str, groups: Iterable[str], kind: str = "User") -> PolicySlice:
         # Only scopes some policy names make the key: other groups do not split the cache.
-        key = frozenset(k for k in [("User", sub), *(("Group", g) for g in groups)] if k in self._scoped)
+        key = frozenset(k for k in [(kind, sub), *(("Group", g) for g in groups)] if k in self._scoped)
         with self._lock:
             found = self._slices.get(key)
             if found is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.catalog import ActionRules, Catalog, CatalogEntry
 from core.models import Actor
-from policy.context import request_context, uid
+from policy.context import principal_uid, request_context, uid
 from policy.decisions import CatalogAction, CatalogView, StageSpec
 from policy.evaluator import Job, PolicySlice, asks
 
@@ -36,11 +36,11 @@ def catalog_views(
             auto = ("request", "auto_approve") if rules.stages else ("request",)
             glass_ctx = {**ctx, "break_glass": True}
             jobs += [
-                (durations, functools.partial(asks, actor.sub, res, ctx, ("request",))),
-                (durations, functools.partial(asks, actor.sub, res, ctx, auto)),
+                (durations, functools.partial(asks, principal_uid(actor), res, ctx, ("request",))),
+                (durations, functools.partial(asks, principal_uid(actor), res, ctx, auto)),
                 (
                     cedar.candidates(rules.break_glass_max_s or 0),
-                    functools.partial(asks, actor.sub, res, glass_ctx, ("break_glass",)),
+                    functools.partial(asks, principal_uid(actor), res, glass_ctx, ("break_glass",)),
                 ),
             ]
             pairs.append((entry, rules))

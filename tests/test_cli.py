@@ -214,7 +214,7 @@ async def test_policy_check_exits_non_zero_with_file_and_line(tmp_path: Path) ->
     offline = {"server": "http://127.0.0.1:9", "data_dir": tmp_path / "data"}  # needs no server
     ok = await jit("policy", "check", str(root / "config/policies"), **offline)
     assert ok.code == 0, ok.err
-    assert ok.out.startswith("ok: ") and "4 resources" in ok.out  # the catalog beside the directory
+    assert ok.out.startswith("ok: ") and "5 resources" in ok.out  # the catalog beside the directory
 
     policies = tmp_path / "policies"
     shutil.copytree(root / "config/policies", policies)
