@@ -49,6 +49,8 @@ _DOCS: dict[str, tuple[tuple[str, ...], str]] = {
     "oidc_jwks_url": ((API,), "its public keys"),
     "oidc_groups_claim": ((API,), "the claim that lists a caller's groups"),
     "oidc_algorithms": ((API,), "signature algorithms accepted on identity tokens (asymmetric only)"),
+    "oidc_issuers": ((API,), "more trusted issuers, people or workloads: a JSON list (README \"Identity\")"),
+    "oidc_issuers_path": ((API,), "the same list in a YAML or JSON file"),
     "admin_groups": ((API,), "groups snapshotted into each request: may revoke any grant, review break-glass"),
     "token_issuer": ((API,), "`iss` of the access tokens the API mints"),
     "token_ttl_s": ((API,), "access token lifetime, seconds"),
