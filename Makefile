@@ -1,9 +1,10 @@
 # make run      the whole stack in the foreground (Temporal dev server + UI, worker, API); Ctrl-C stops it
 # make test     lint, then every test (on 2 cores); the tests start the servers they need
 #               (Debian's chromium and nginx are installed once, for the browser and Temporal TLS tests)
-# make bench    benchmarks against a fresh Temporal dev server, loopback only (~45 min on 2 cores:
-#               revocation with 1,000 and 5,000 grants active, their expiries over 5 minutes):
-#               prints the figures and writes docs/benchmarks.md and its plots (not part of make test)
+# make bench    benchmarks against a fresh Temporal dev server, loopback only (~60 min on 2 cores:
+#               revocation with 1,000 and 5,000 grants active, their expiries over 5 minutes; the
+#               service, policies, token algorithms, notifications on/off, PostgreSQL state and two
+#               workers): prints the figures and writes docs/benchmarks.md and its plots (not in make test)
 # make chaos    chaos run (~10 min on 2 cores): the Temporal dev server, worker and API SIGKILLed and
 #               restarted while grants expire and are read, extended, revoked; prints the results table
 #               and writes bench/results/chaos.json (ARGS="--requests 40 --minutes 2" for a shorter one)
@@ -66,6 +67,7 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/policy_bench.py
 	$(BIN)/python bench/token_algorithms.py
 	$(BIN)/python bench/notifications_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py $(ARGS)

@@ -1,0 +1,152 @@
+"""``make bench`` (part): the shared state in PostgreSQL beside SQLite, and two workers beside one.
+
+    .venv/bin/python bench/scale_bench.py [--quick] [--no-write]
+
+One Temporal dev server and one PostgreSQL (pgserver, over its Unix socket);
+three copies of the project, each its own worker + API as ``make run`` starts
+them: the SQLite default, ``JIT_DATABASE_URL`` (grant store and audit log in
+PostgreSQL), and the PostgreSQL one with a second worker on the same task
+queue. Measures introspection (wrk, beside the hello-world ceiling of the same
+run) and lifecycle throughput (create -> approve -> active -> expire); writes
+the "Beyond one machine" section of docs/benchmarks.md.
+
+Targets (issue 14): introspection with PostgreSQL state >= 0.7x the hello-world
+ceiling; lifecycle throughput with PostgreSQL within 0.9x of SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for p in (str(ROOT), str(BENCH)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import facts  # noqa: E402
+import stack  # noqa: E402
+from doc import write_section  # noqa: E402
+from run import introspection, log, project_lifecycles  # noqa: E402
+
+SECTION = "## Beyond one machine"
+
+
+async def measure(app: stack.App, workdir: Path, args: argparse.Namespace, *, wrk: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    await project_lifecycles(app, 2, 1, 1)  # warm
+    found = await project_lifecycles(app, 32, args.per_loop, 2)
+    out["lifecycles_per_s"] = found["per_s"]
+    if wrk:
+        intro = await introspection(app, workdir, args.wrk_seconds, args.connections)
+        out["introspect_per_s"] = intro["project"]["per_s"]
+        out["introspect_p99_ms"] = intro["project"]["p99_ms"]
+        out["hello_per_s"] = intro["hello"]["per_s"]
+    return out
+
+
+async def main_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    import pgserver
+
+    res: dict[str, Any] = {"facts": facts.machine()}
+    pg = pgserver.get_server(workdir / "pg", cleanup_mode="delete")
+    try:
+        dsn = pg.get_uri()
+        async with stack.dev_server(workdir / "temporal") as server:
+            log("SQLite (the default)")
+            with stack.project_app(server, workdir / "sqlite", "sqlite") as app:
+                res["sqlite"] = await measure(app, workdir, args, wrk=True)
+            log(f"  {res['sqlite']}")
+            log("PostgreSQL (JIT_DATABASE_URL)")
+            env = {"JIT_DATABASE_URL": dsn}
+            with stack.project_app(server, workdir / "pg", "pg", env) as app:
+                res["postgres"] = await measure(app, workdir, args, wrk=True)
+                log(f"  {res['postgres']}")
+                log("PostgreSQL, two workers")
+                second = stack.spawn(
+                    [sys.executable, str(ROOT / "worker.py")],
+                    workdir / "worker-2.log",
+                    {**stack.app_env(app.settings), **env, "JIT_DATA_DIR": str(workdir / "worker-2-data")},
+                )
+                try:
+                    res["postgres_2_workers"] = await measure(app, workdir, args, wrk=False)
+                finally:
+                    stack.stop(second)
+                log(f"  {res['postgres_2_workers']}")
+    finally:
+        pg.cleanup()
+    return res
+
+
+def render(res: dict[str, Any]) -> str:
+    f, lite, pg, two = res["facts"], res["sqlite"], res["postgres"], res["postgres_2_workers"]
+    rows = [
+        "| state | introspections/s | p99 (ms) | of hello-world | lifecycles/s (c=32) | of SQLite |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| SQLite files (default) | {lite['introspect_per_s']:.0f} | {lite['introspect_p99_ms']:.1f} | "
+        f"{lite['introspect_per_s'] / lite['hello_per_s']:.2f}x | {lite['lifecycles_per_s']:.2f} | 1.00x |",
+        f"| PostgreSQL (`JIT_DATABASE_URL`) | {pg['introspect_per_s']:.0f} | {pg['introspect_p99_ms']:.1f} | "
+        f"{pg['introspect_per_s'] / pg['hello_per_s']:.2f}x | {pg['lifecycles_per_s']:.2f} | "
+        f"{pg['lifecycles_per_s'] / lite['lifecycles_per_s']:.2f}x |",
+        f"| PostgreSQL, 2 workers | | | | {two['lifecycles_per_s']:.2f} | "
+        f"{two['lifecycles_per_s'] / lite['lifecycles_per_s']:.2f}x |",
+    ]
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"`bench/scale_bench.py` (part of `make bench`) on {f['nproc']} cores ({f['cpu']}, load average at "
+            f"start {f['load average at start']}): one Temporal dev server, one PostgreSQL (pgserver, Unix "
+            "socket), the worker and API as `make run` starts them, with the grant store and audit log in SQLite "
+            "files or in PostgreSQL; then a second worker on the same task queue. Introspection is wrk against "
+            "`POST /v1/introspect` (one live token) beside a hello-world FastAPI app measured in the same run; "
+            "lifecycles are create -> approve -> active -> expire at concurrency 32.",
+            "",
+            *rows,
+            "",
+            "A second worker on this 2-core machine adds processes, not cores: the dev server, the API and "
+            "the bench client share the same two. The row shows that two workers on one task queue split the "
+            "work without loss or duplication (tests/test_scale_out.py proves the correctness); the throughput "
+            "gain needs cores of its own.",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    args.per_loop, args.wrk_seconds, args.connections = (1, 2, 16) if args.quick else (3, 8, 32)
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install -y wrk (make bench does)", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="jit-bench-scale-") as tmp:
+        try:
+            res = asyncio.run(main_run(args, Path(tmp)))
+        except BaseException:
+            stack.print_log_tails(Path(tmp))
+            raise
+    res["elapsed_s"] = time.monotonic() - started
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / "scale.json").write_text(json.dumps(res, indent=1, default=str))
+    text = render(res)
+    print(text)
+    if not args.no_write:
+        write_section(SECTION, text)
+        print("written to docs/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
