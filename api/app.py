@@ -31,6 +31,7 @@ from api.metrics import HttpMetrics, ObservabilityMiddleware
 from api.metrics import router as metrics_router
 from api.page_tokens import PageTokens
 from api.policies import Clock, PolicyRuntime, utc_now
+from api.recent_grants import RecentGrants
 from api.requests_service import RequestService
 from api.routes import audit, catalog, codec, dev, health, requests, slack, tokens
 from core.access_tokens import VerifiedTokens
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
         app.state.identity = IdentityVerifier(settings)
         app.state.notifications = load_notifications(settings.notifications_path)
         app.state.grants = open_grant_store(settings)
+        app.state.recent_grants = RecentGrants(app.state.grants, settings.introspection_cache_s)
         app.state.keys = load_key_ring(settings)
         app.state.verified_tokens = VerifiedTokens(app.state.keys, issuer=settings.token_issuer)
         app.state.requests = RequestService(
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
             PageTokens.from_signing_key(app.state.keys.active),
             app.state.grants,
             app.state.notifications,
+            app.state.recent_grants,
         )
         loop = asyncio.get_running_loop()
         policies.install_sighup(loop)

@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import decisions, errors, listing, new_requests, request_ids
 from api.page_tokens import PageTokens
 from api.policies import PolicyRuntime
+from api.recent_grants import RecentGrants
 from api.schemas import CreateRequest, Preview, RequestPage
 from core.grant_store import open_grant_store
 from core.grants import GrantRow, GrantStore
@@ -82,9 +83,11 @@ class RequestService:
         page_tokens: PageTokens | None = None,
         grants: GrantStore | None = None,
         notifications: NotificationConfig | None = None,
+        recent_grants: RecentGrants | None = None,
     ):
         self._client = client
         self._notifications = notifications
+        self._recent_grants = recent_grants
         self._grants = grants or open_grant_store(settings)
         self._settings = settings
         self._policies = policies
@@ -295,17 +298,21 @@ class RequestService:
         request_id = await self.resolve(actor, request_id)
         view = await self._changeable(actor, request_id, orphan_ok=True)
         permitted_by = decisions.check_revoke(self._policies.engine(), actor, view)
-        if not view.orphaned:
-            update = RevokeInput(actor=actor, reason=reason, permitted_by=permitted_by)
-            try:
-                return await self._send(request_id, AccessRequestWorkflow.revoke, update)
-            except errors.Conflict:
-                # Ended between our read and the update: by its own end, or from outside.
-                if not (await self.get(actor, request_id)).orphaned:
-                    raise
-        # Its workflow was ended outside jit-access: revoke what it left, as the reconciler does.
-        await reconcile_now(self._client, self._settings, [request_id])
-        return await self.get(actor, request_id)
+        try:
+            if not view.orphaned:
+                update = RevokeInput(actor=actor, reason=reason, permitted_by=permitted_by)
+                try:
+                    return await self._send(request_id, AccessRequestWorkflow.revoke, update)
+                except errors.Conflict:
+                    # Ended between our read and the update: by its own end, or from outside.
+                    if not (await self.get(actor, request_id)).orphaned:
+                        raise
+            # Its workflow was ended outside jit-access: revoke what it left, as the reconciler does.
+            await reconcile_now(self._client, self._settings, [request_id])
+            return await self.get(actor, request_id)
+        finally:
+            if self._recent_grants is not None:  # introspection here reads the tombstone from now on
+                self._recent_grants.forget(request_id)
 
     async def extend(self, actor: Actor, request_id: str, duration_s: int, reason: str) -> AccessRequestView:
         request_id = await self.resolve(actor, request_id)

@@ -242,19 +242,25 @@ def introspect_breakdown(app: stack.App, token: str, identity: str) -> list[list
     """The steps of one introspection, each timed in this process on the API's own keys and store."""
     from api.identity import IdentityVerifier
     from core import access_tokens
-    from core.keys import KeyRing
+    from core.keys import load_key_ring
     from policy import load_engine
 
-    settings = app.settings
+    # The settings the API runs with: the bench's, and what the app's environment adds.
+    settings = app.settings.model_copy(
+        update={
+            "database_url": app.env.get("JIT_DATABASE_URL"),
+            "signing_key_pem": app.env.get("JIT_SIGNING_KEY_PEM"),
+        }
+    )
     engine = load_engine(settings.policies_dir, settings.catalog_path)
     verifier = IdentityVerifier(settings)
     actor, _ = verifier._verify(identity)
-    ring = KeyRing.load_or_create(settings.signing_keys_dir)
+    ring = load_key_ring(settings)
     store = open_grant_store(settings)
     claims = access_tokens.verify(ring, token, issuer=settings.token_issuer)
     steps = [
         (
-            "identity token verified (EdDSA; the API caches it per token, so not per request)",
+            "identity token verified (the API caches it per token, so not per request)",
             lambda: verifier._verify(identity),
         ),
         ("Cedar `may_introspect` (cached per caller and policy version)", lambda: engine.may_introspect(actor)),
@@ -262,7 +268,7 @@ def introspect_breakdown(app: stack.App, token: str, identity: str) -> list[list
             "access token verified (`core.access_tokens.verify`)",
             lambda: access_tokens.verify(ring, token, issuer=settings.token_issuer),
         ),
-        ("grant store lookup (SQLite primary key)", lambda: store.lookup(claims["jti"])),
+        ("grant store lookup (primary key)", lambda: store.lookup(claims["jti"])),
     ]
     return [[name, jwt_bench.rate(fn, 0.3)[1]] for name, fn in steps]
 
@@ -447,7 +453,7 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
         f"{lp['samples']} sequential samples each. Project: `POST /v1/requests` on the auto-approved resource "
         "(the API starts the workflow and waits, through the `settled` update, until the grant is issued and "
         "answers `active`), then `GET /v1/requests/{id}/credentials` (a workflow query, a grant-store read, "
-        "an EdDSA signature). Baseline: signal-with-start, then an update that returns once the first "
+        "a signature with the signing key). Baseline: signal-with-start, then an update that returns once the first "
         "activity is done.",
         "",
         "| path | p50 ms | p99 ms | max ms |",
@@ -538,9 +544,9 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
             L.append(f"| {row['alg']} | {row['token_bytes']} | | {row['pyjwt_per_s']:.0f} | {row['pyjwt_us']:.0f} | |")
     L += [
         "",
-        "The API signs with **EdDSA (Ed25519)** only, and verification accepts nothing else "
-        "(`core/access_tokens.py`): the shortest tokens and signatures, deterministic signing, fast "
-        "verification and no parameter choices to get wrong. The project's helper "
+        "The API signs with one algorithm, **RS256** by default (`JIT_TOKEN_ALGORITHM`; why: \"Token "
+        "algorithms\" below), and each key verifies with its own algorithm only (`core/access_tokens.py`). "
+        "The project's helper "
         "(`core.access_tokens.verify`) adds to PyJWT the key lookup by `kid` in the key ring, the "
         "`typ: at+jwt` check (RFC 9068) and the required claims; revocation is not offline: "
         "`POST /v1/introspect`.",

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -53,6 +55,17 @@ async def measure(app: stack.App, workdir: Path, args: argparse.Namespace, *, wr
     return out
 
 
+def shared_secrets() -> dict[str, str]:
+    """What processes with data dirs of their own must share: the keys, as settings (no shared disk)."""
+    from core.keys import SigningKey, generate
+
+    return {
+        "JIT_SIGNING_KEY_PEM": SigningKey.of(generate("RS256")).pem().decode(),
+        "JIT_CODEC_KEYS": f"k1:{base64.urlsafe_b64encode(os.urandom(32)).decode()}",
+        "JIT_PG_PASSWORD_SECRET": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    }
+
+
 async def main_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import pgserver
 
@@ -66,7 +79,8 @@ async def main_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 res["sqlite"] = await measure(app, workdir, args, wrk=True)
             log(f"  {res['sqlite']}")
             log("PostgreSQL (JIT_DATABASE_URL)")
-            env = {"JIT_DATABASE_URL": dsn}
+            env = {"JIT_DATABASE_URL": dsn, **shared_secrets()}
+            # Each process its own data dir: the state in PostgreSQL, the keys from settings.
             with stack.project_app(server, workdir / "pg", "pg", env) as app:
                 res["postgres"] = await measure(app, workdir, args, wrk=True)
                 log(f"  {res['postgres']}")

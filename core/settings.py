@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # orchestrator's kill delay (docker-compose.yml stop_grace_period).
     worker_graceful_shutdown_s: float = Field(default=20.0, ge=0)
 
+    # Introspection answers from a grant row read within this long (api/recent_grants.py):
+    # a revoke made through another API replica (or by the worker) is seen by this one
+    # within it; a revoke through this API and every expiry at once. 0: read every time.
+    introspection_cache_s: float = Field(default=0.5, ge=0, le=1)
+
     # Request bodies larger than this are refused with 413 before they are read
     # (api/body_limit.py), on every endpoint, signed in or not. The largest body
     # the API takes is a codec batch from Temporal UI; 64 KiB holds many.

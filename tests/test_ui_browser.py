@@ -139,8 +139,12 @@ async def test_file_approve_see_the_countdown_and_revoke_in_the_browser(
     await expect(card.locator(".reason")).to_have_text(REASON)
     await expect(card).to_contain_text("permitted by engineers-read: engineers may read any resource for up to 1h")
     await approver.screenshot(path=str(shots / "ui-to-approve.png"), full_page=True)
-    await card.get_by_label("Comment (optional)").fill("fine for INC-7")
-    await card.get_by_role("button", name="Approve").click()
+    # With the keyboard only: into the comment, Tab to Approve, Enter.
+    await card.get_by_label("Comment (optional)").focus()
+    await approver.keyboard.type("fine for INC-7")
+    await approver.keyboard.press("Tab")
+    await expect(card.get_by_role("button", name="Approve")).to_be_focused()
+    await approver.keyboard.press("Enter")
     await expect(approver.locator(".flash")).to_have_text("Approved.")
 
     # Alice sees it active, with a countdown that counts.

@@ -192,3 +192,24 @@ async def test_cancel_and_extend_through_the_page_and_the_extension_waits_on_to_
         to_approve = (await browser.get("/ui/approve")).text
         assert f'data-request="{active}"' in to_approve and "Approve extension" in to_approve
         assert f'data-request="{pending}"' not in to_approve
+
+
+async def test_a_break_glass_grant_is_listed_for_its_reviewers_and_acknowledged_from_the_page(
+    example_stack: Stack,
+) -> None:
+    sam = fresh("sam")
+    body = {"resource": ORDERS, "action": "read", "duration": "15m", "reason": "INC-911: outage", "break_glass": True}
+    taken = await example_stack.http.post("/v1/requests", json=body, headers=example_stack.auth(sam, "sre", mfa=True))
+    assert taken.status_code == 201 and taken.json()["status"] == "active", taken.text
+    rid = taken.json()["id"]
+    async with httpx.AsyncClient(base_url=example_stack.base_url) as browser:
+        await dev_sign_in(browser, fresh("bob"), "db-owners")
+        listed = (await browser.get("/ui/reviews")).text
+        assert rid in listed and "INC-911: outage" in listed
+        done = await post_form(
+            browser, "/ui/reviews", f"/ui/requests/{rid}/acknowledge", comment="looked: fine", back="/ui/reviews"
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/ui/reviews"
+        assert rid not in (await browser.get("/ui/reviews")).text
+    view = await example_stack.http.get(f"/v1/requests/{rid}", headers=example_stack.auth(sam, "sre"))
+    assert view.json()["review"]["actor"].startswith("bob-") and view.json()["review"]["reason"] == "looked: fine"

@@ -23,9 +23,9 @@ from fastapi.routing import APIRoute
 from api import errors
 from api.deps import Keys, authenticate, current_engine
 from api.openapi_errors import SIGNED_IN, documented
+from api.recent_grants import RecentGrants
 from api.schemas import Introspection
 from core import access_tokens
-from core.grants import GrantStore
 
 router = APIRouter(tags=["tokens"])
 
@@ -58,9 +58,11 @@ async def introspect(request: Request) -> Response:
     """``token=<jwt>`` as a form: ``active`` only while the grant is live.
 
     A signature check (once per token) and one primary-key read: no workflow
-    query, so resource servers can call it on every request they serve. Who may
-    ask is the policies' ``introspect`` (config/policies/admin.cedar). Answered
-    with ``Cache-Control: no-store``: a revoked token must read inactive at once.
+    query, so resource servers can call it on every request they serve (a row
+    read in the last ``JIT_INTROSPECTION_CACHE_S`` answers: api/recent_grants.py).
+    Who may ask is the policies' ``introspect`` (config/policies/admin.cedar).
+    Answered with ``Cache-Control: no-store``: a revoked token must read
+    inactive as soon as this API knows.
     """
     state = request.app.state
     user = await authenticate(state.identity, request.headers.get("authorization"))
@@ -72,10 +74,10 @@ async def introspect(request: Request) -> Response:
     tokens = form.get("token", [])
     if len(tokens) != 1 or not tokens[0]:
         raise errors.BadRequest("token is required, once", field="token")
-    return JSONResponse(_introspect(tokens[0], state.grants, state.verified_tokens), headers=_NO_STORE)
+    return JSONResponse(_introspect(tokens[0], state.recent_grants, state.verified_tokens), headers=_NO_STORE)
 
 
-def _introspect(token: str, grants: GrantStore, verified: access_tokens.VerifiedTokens) -> dict[str, Any]:
+def _introspect(token: str, grants: RecentGrants, verified: access_tokens.VerifiedTokens) -> dict[str, Any]:
     try:
         claims = verified.verify(token)
     except access_tokens.InvalidAccessToken:
