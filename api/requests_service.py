@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -222,6 +222,32 @@ class RequestService:
         if not decisions.may_see(self._policies.engine(), actor, view):
             raise errors.NotFound("no such request")  # not 403: do not confirm it exists
         return view
+
+    async def live_grant_of(self, actor: Actor, request_id: str) -> GrantRow | None:
+        """The caller's own grant, when the request is plainly active: else None (ask ``get`` why).
+
+        Reads what Temporal keeps for the workflow (running, and ``JitStatus`` =
+        active, which the workflow sets only once the grant is provisioned and in
+        the audit log) and the grant store: no query, so it never waits behind a
+        workflow task the worker is running for the request (a notification's
+        completion, say).
+        """
+        request_id = await self.resolve(actor, request_id)
+        grant = self._grants.lookup(request_id)
+        if grant is None or grant.requester != actor.sub or not grant.is_live(datetime.now(UTC)):
+            return None
+        try:
+            described = await self._handle(request_id).describe(rpc_timeout=timedelta(seconds=5))
+        except (RPCError, RPCTimeoutOrCancelledError):
+            return None
+        attributes = described.typed_search_attributes
+        if (
+            described.status is not WorkflowExecutionStatus.RUNNING
+            or attributes.get(SA_STATUS) != Status.ACTIVE.value
+            or attributes.get(SA_REQUESTER) != actor.sub
+        ):
+            return None
+        return grant
 
     def sees_everything(self, actor: Actor) -> bool:
         return self._policies.engine().may_audit(actor).allowed

@@ -544,8 +544,8 @@ def render(res: dict[str, Any], plots_ok: dict[str, bool]) -> str:
             L.append(f"| {row['alg']} | {row['token_bytes']} | | {row['pyjwt_per_s']:.0f} | {row['pyjwt_us']:.0f} | |")
     L += [
         "",
-        "The API signs with one algorithm, **RS256** by default (`JIT_TOKEN_ALGORITHM`; why: \"Token "
-        "algorithms\" below), and each key verifies with its own algorithm only (`core/access_tokens.py`). "
+        'The API signs with one algorithm, **RS256** by default (`JIT_TOKEN_ALGORITHM`; why: "Token '
+        'algorithms" below), and each key verifies with its own algorithm only (`core/access_tokens.py`). '
         "The project's helper "
         "(`core.access_tokens.verify`) adds to PyJWT the key lookup by `kid` in the key ring, the "
         "`typ: at+jwt` check (RFC 9068) and the required claims; revocation is not offline: "

@@ -153,15 +153,18 @@ async def credentials(
     settings: SettingsDep,
     engine: Engine,
 ) -> Credentials:
-    view = await requests.get(user, request_id)
-    if view.requester != user.sub:
-        raise errors.Forbidden("only the requester may fetch the credentials")
-    grant = grants.lookup(view.id)
-    if view.orphaned:
-        # Its workflow no longer runs, so nothing would end what we mint now.
-        raise errors.Conflict("the request's workflow was ended outside jit-access; no credentials are issued")
-    if view.status is not Status.ACTIVE or grant is None or not grant.is_live(datetime.now(UTC)):
-        raise errors.Conflict(f"request is {view.status}, not active")
+    grant = await requests.live_grant_of(user, request_id)
+    if grant is None:
+        # Not plainly the caller's live grant: the request's own view says why (or, in a race, that it is).
+        view = await requests.get(user, request_id)
+        if view.requester != user.sub:
+            raise errors.Forbidden("only the requester may fetch the credentials")
+        grant = grants.lookup(view.id)
+        if view.orphaned:
+            # Its workflow no longer runs, so nothing would end what we mint now.
+            raise errors.Conflict("the request's workflow was ended outside jit-access; no credentials are issued")
+        if view.status is not Status.ACTIVE or grant is None or not grant.is_live(datetime.now(UTC)):
+            raise errors.Conflict(f"request is {view.status}, not active")
     token, expires_at = access_tokens.mint(keys, grant, issuer=settings.token_issuer, ttl_s=settings.token_ttl_s)
     return Credentials(
         access_token=token,
@@ -169,7 +172,7 @@ async def credentials(
         grant_expires_at=grant.expires_at,
         resource=grant.resource,
         action=grant.action,
-        database=_database_credentials(view.id, view.requester, engine.catalog.get(view.resource), settings),
+        database=_database_credentials(grant.request_id, grant.requester, engine.catalog.get(grant.resource), settings),
     )
 
 
