@@ -74,12 +74,13 @@ class NotifyActivities:
                 continue
             self._metrics.notifications_sent.labels(channel=kind, kind=dispatch.event.kind.value).inc()
             done[str(i)] = ref.model_dump() if ref else None
-            activity.heartbeat(done)
         if failed:
             last = info.attempt >= dispatch.max_attempts
             for delivery, channel_type, problem in failed:
                 self._report(delivery, channel_type, problem, info.attempt, last)
             if not last:
+                # What is done, for the retry to skip: recorded with this attempt's failure. Only
+                # here: a heartbeat is a call to the server, and most dispatches never fail.
                 activity.heartbeat(done)
                 raise ApplicationError(f"{len(failed)} of {len(dispatch.routes)} deliveries failed; retrying")
         return Dispatched(
