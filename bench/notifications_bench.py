@@ -158,8 +158,16 @@ def render(res: dict[str, Any]) -> str:
             "|---|---:|---:|---:|",
             *rows,
             "",
-            "Deliveries are activities the workflow starts and never awaits: what they cost is worker CPU "
-            "and history events (a lifecycle with notifications has 4 more activities), not waiting.",
+            "Deliveries are activities the workflow starts and never awaits, one per event for all its "
+            "routes: nothing waits on a channel. What they cost is work: a lifecycle here sends three "
+            "(filed to the approvers; active, then expired to the requester), and each is an activity "
+            "plus one more workflow task when it completes (the last one keeps the workflow open until "
+            "the message is out). Below saturation (concurrency 8) that is within the target; at "
+            "saturation on two cores shared by the dev server, worker, API and this client, and for "
+            "back-to-back requests that land on the previous one's completion, it is not: the target of "
+            "0.9x is missed there. What would meet it is sending outside the workflow (an outbox the "
+            "audit writes already carry), at the price of the per-notification activity in Temporal UI "
+            "that the design asks for; see docs/notifications.md.",
             "",
         ]
     )
@@ -169,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="re-render from bench/results/notifications.json")
     args = parser.parse_args(argv)
+    if args.render_only:
+        write_section(SECTION, render(json.loads((BENCH / "results" / "notifications.json").read_text())))
+        return 0
     args.concurrency = [8, 32]
     args.rounds, args.per_loop, args.samples = (1, 1, 10) if args.quick else (4, 3, 60)
     started = time.monotonic()
