@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from core.durations import parse_duration
 from core.models import ResourcePolicy
-from core.notify_models import Audience, NotificationPlan, Route
+from core.notify_models import Audience, EventKind, NotificationPlan, Route
 
 Seconds = Annotated[int, BeforeValidator(parse_duration)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="the name of an environment variable")]
@@ -83,6 +83,8 @@ class RouteRule(_Strict):
     groups: list[str] | None = None
     resources: list[str] | None = None
     environments: list[str] | None = None
+    # Only these events (filed, escalated, active, expiring, expired, revoked, ...); absent: all.
+    events: list[EventKind] | None = None
     to: list[Annotated[Destination, BeforeValidator(_destination)]] = Field(min_length=1)
 
     def matches(self, resource: str, environment: str | None) -> bool:
@@ -154,17 +156,24 @@ class NotificationConfig(_Strict):
         for rule in self.routes:
             if not rule.matches(resource, environment):
                 continue
+            kinds = [k.value for k in rule.events] if rule.events is not None else None
             for dest in rule.to:
                 if rule.audience is Audience.APPROVERS:
                     for g in groups:
                         if rule.groups is None or g in rule.groups:
-                            routes.append(Route(channel=dest.channel, audience=f"group:{g}", target=dest.target))
+                            routes.append(
+                                Route(channel=dest.channel, audience=f"group:{g}", target=dest.target, events=kinds)
+                            )
                 elif rule.audience is Audience.REQUESTER:
                     target = dest.target or self._address(dest.channel, requester)
                     if target is not None or not self._needs_address(dest.channel):
-                        routes.append(Route(channel=dest.channel, audience=rule.audience.value, target=target))
+                        routes.append(
+                            Route(channel=dest.channel, audience=rule.audience.value, target=target, events=kinds)
+                        )
                 else:
-                    routes.append(Route(channel=dest.channel, audience=rule.audience.value, target=dest.target))
+                    routes.append(
+                        Route(channel=dest.channel, audience=rule.audience.value, target=dest.target, events=kinds)
+                    )
         return NotificationPlan(
             routes=routes,
             reminder_lead_s=self.reminder_lead,

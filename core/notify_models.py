@@ -70,6 +70,8 @@ class Route(BaseModel):
     channel: str
     audience: str
     target: str | None = None
+    # Only these kinds of event (EventKind values); None: every kind.
+    events: list[str] | None = None
 
     @property
     def label(self) -> str:
@@ -93,13 +95,14 @@ class NotificationPlan(BaseModel):
     public_url: str | None = None
     environment: str | None = None
 
-    def routes_for(self, audiences: list[str]) -> list[Route]:
-        """The routes of ``audiences``, each (channel, target) once."""
+    def routes_for(self, audiences: list[str], kind: str | None = None) -> list[Route]:
+        """The routes of ``audiences`` that take ``kind``, each (channel, target) once."""
         seen: set[tuple[str, str | None]] = set()
         out: list[Route] = []
         for route in self.routes:
             key = (route.channel, route.target)
-            if route.audience in audiences and key not in seen:
+            wanted = kind is None or route.events is None or kind in route.events
+            if route.audience in audiences and wanted and key not in seen:
                 seen.add(key)
                 out.append(route)
         return out

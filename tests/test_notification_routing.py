@@ -98,3 +98,29 @@ async def test_break_glass_tells_security_at_once(ts_env: WorkflowEnvironment, t
     sent = await deliveries(handle)
     assert told(sent, EventKind.BREAK_GLASS) == ["security"]
     assert sent[0].event.kind is EventKind.BREAK_GLASS  # before anything else
+
+
+async def test_a_route_takes_only_the_events_it_names(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    from core.models import ResourcePolicy
+    from core.notify_config import NotificationConfig
+
+    config = NotificationConfig.model_validate(
+        {
+            "channels": {"console": {"type": "console"}},
+            "routes": [
+                {"audience": "requester", "events": ["expired", "revoked"], "to": ["console"]},
+                {"audience": "approvers", "groups": ["db-owners"], "events": ["filed"], "to": ["console"]},
+            ],
+        }
+    )
+    policy = ResourcePolicy(
+        approvals_required=1, approver_groups=["db-owners"], max_duration_s=3600, approval_timeout_s=3600
+    )
+    plan = config.plan(requester="alice", resource="r", environment=None, policy=policy, public_url=None)
+    async with running_worker(ts_env.client, tmp_path) as settings:
+        handle = await start(ts_env.client, settings, request_input(duration_s=600, notify=plan))
+        await handle.execute_update(AccessRequestWorkflow.settled)
+        await handle.execute_update(AccessRequestWorkflow.approve, ApproveInput(actor=BOB))
+        await handle.result()
+    sent = [(d.route.audience, d.event.kind) for d in await deliveries(handle)]
+    assert sent == [("group:db-owners", EventKind.FILED), ("requester", EventKind.EXPIRED)]  # no "active"

@@ -77,7 +77,7 @@ class Notifier:
         if not self.on:
             return
         assert self.plan is not None
-        routes = self.plan.routes_for(audiences)
+        routes = self.plan.routes_for(audiences, kind.value)
         if not routes:
             return
         task = self._dispatch(
