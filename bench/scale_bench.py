@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
@@ -42,18 +43,19 @@ from run import introspection, log, project_lifecycles  # noqa: E402
 SECTION = "## Beyond one machine"
 
 
-async def measure(app: stack.App, workdir: Path, args: argparse.Namespace, *, wrk: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+async def lifecycles(app: stack.App, args: argparse.Namespace) -> float:
     await project_lifecycles(app, 2, 1, 1)  # warm
-    found = await project_lifecycles(app, 32, args.per_loop, 2)
-    out["lifecycles_per_s"] = found["per_s"]
-    if wrk:
-        intro = await introspection(app, workdir, args.wrk_seconds, args.connections)
-        out["introspect_per_s"] = intro["project"]["per_s"]
-        out["introspect_p99_ms"] = intro["project"]["p99_ms"]
-        out["hello_per_s"] = intro["hello"]["per_s"]
-        out["breakdown_us"] = intro["breakdown"]
-    return out
+    return float((await project_lifecycles(app, 32, args.per_loop, 2))["per_s"])
+
+
+async def introspections(app: stack.App, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    intro = await introspection(app, workdir, args.wrk_seconds, args.connections)
+    return {
+        "per_s": intro["project"]["per_s"],
+        "p99_ms": intro["project"]["p99_ms"],
+        "hello_per_s": intro["hello"]["per_s"],
+        "breakdown_us": intro["breakdown"],
+    }
 
 
 def shared_secrets() -> dict[str, str]:
@@ -74,53 +76,70 @@ async def main_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     pg = pgserver.get_server(workdir / "pg", cleanup_mode="delete")
     try:
         dsn = pg.get_uri()
+        env = {"JIT_DATABASE_URL": dsn, **shared_secrets()}
         async with stack.dev_server(workdir / "temporal") as server:
-            log("SQLite (the default)")
-            with stack.project_app(server, workdir / "sqlite", "sqlite") as app:
-                res["sqlite"] = await measure(app, workdir, args, wrk=True)
-            log(f"  {res['sqlite']}")
-            log("PostgreSQL (JIT_DATABASE_URL)")
-            env = {"JIT_DATABASE_URL": dsn, **shared_secrets()}
-            # Each process its own data dir: the state in PostgreSQL, the keys from settings.
-            with stack.project_app(server, workdir / "pg", "pg", env) as app:
+            # Both copies up at once, measured in turns (SQLite, PostgreSQL, PostgreSQL, SQLite) so
+            # that drift hits both alike; each process of the PostgreSQL one has its own data dir.
+            with (
+                stack.project_app(server, workdir / "sqlite", "sqlite") as lite,
+                stack.project_app(server, workdir / "pg", "pg", env) as pg_app,
+            ):
                 # The bench's own client decodes what the API and worker encrypt: the same keys.
-                app.settings = app.settings.model_copy(
+                pg_app.settings = pg_app.settings.model_copy(
                     update={"codec_keys": env["JIT_CODEC_KEYS"], "database_url": dsn}
                 )
-                res["postgres"] = await measure(app, workdir, args, wrk=True)
-                log(f"  {res['postgres']}")
-                log("PostgreSQL, two workers")
+                apps = {"sqlite": lite, "postgres": pg_app}
+                for name in ("sqlite", "postgres", "postgres", "sqlite"):
+                    log(f"{name}: lifecycles, introspection")
+                    run = res.setdefault(name, {"lifecycles_per_s": [], "introspection": []})
+                    run["lifecycles_per_s"].append(await lifecycles(apps[name], args))
+                    run["introspection"].append(await introspections(apps[name], workdir, args))
+                    log(
+                        f"  {run['lifecycles_per_s'][-1]:.2f}/s, {run['introspection'][-1]['per_s']:.0f} introspections/s"
+                    )
+                log("postgres, two workers")
                 second = stack.spawn(
                     [sys.executable, str(ROOT / "worker.py")],
                     workdir / "worker-2.log",
-                    {**stack.app_env(app.settings), **env, "JIT_DATA_DIR": str(workdir / "worker-2-data")},
+                    {**stack.app_env(pg_app.settings), **env, "JIT_DATA_DIR": str(workdir / "worker-2-data")},
                 )
                 try:
-                    res["postgres_2_workers"] = await measure(app, workdir, args, wrk=False)
+                    res["postgres_2_workers"] = {"lifecycles_per_s": [await lifecycles(pg_app, args)]}
                 finally:
                     stack.stop(second)
-                log(f"  {res['postgres_2_workers']}")
     finally:
         pg.cleanup()
     return res
 
 
-def _step(run: dict[str, Any], name: str) -> str:
-    return next((f"{us:.0f}" for step, us in run.get("breakdown_us", []) if step.startswith(name)), "?")
+def _step(summary: dict[str, Any], name: str) -> str:
+    return next((f"{us:.0f}" for step, us in summary.get("breakdown_us", []) if step.startswith(name)), "?")
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    intro = run.get("introspection", [])
+    ratios = [i["per_s"] / i["hello_per_s"] for i in intro]
+    return {
+        "lifecycles": mean(run["lifecycles_per_s"]),
+        "per_s": mean(i["per_s"] for i in intro) if intro else None,
+        "p99": mean(i["p99_ms"] for i in intro) if intro else None,
+        "ratio": mean(ratios) if ratios else None,
+        "range": f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "",
+        "breakdown_us": intro[0]["breakdown_us"] if intro else [],
+    }
 
 
 def render(res: dict[str, Any]) -> str:
-    f, lite, pg, two = res["facts"], res["sqlite"], res["postgres"], res["postgres_2_workers"]
+    f = res["facts"]
+    lite, pg, two = (_summary(res[k]) for k in ("sqlite", "postgres", "postgres_2_workers"))
     rows = [
-        "| state | introspections/s | p99 (ms) | of hello-world | lifecycles/s (c=32) | of SQLite |",
+        "| state | introspections/s | p99 (ms) | of hello-world (range) | lifecycles/s (c=32) | of SQLite |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| SQLite files (default) | {lite['introspect_per_s']:.0f} | {lite['introspect_p99_ms']:.1f} | "
-        f"{lite['introspect_per_s'] / lite['hello_per_s']:.2f}x | {lite['lifecycles_per_s']:.2f} | 1.00x |",
-        f"| PostgreSQL (`JIT_DATABASE_URL`) | {pg['introspect_per_s']:.0f} | {pg['introspect_p99_ms']:.1f} | "
-        f"{pg['introspect_per_s'] / pg['hello_per_s']:.2f}x | {pg['lifecycles_per_s']:.2f} | "
-        f"{pg['lifecycles_per_s'] / lite['lifecycles_per_s']:.2f}x |",
-        f"| PostgreSQL, 2 workers | | | | {two['lifecycles_per_s']:.2f} | "
-        f"{two['lifecycles_per_s'] / lite['lifecycles_per_s']:.2f}x |",
+        f"| SQLite files (default) | {lite['per_s']:.0f} | {lite['p99']:.1f} | {lite['ratio']:.2f}x "
+        f"({lite['range']}) | {lite['lifecycles']:.2f} | 1.00x |",
+        f"| PostgreSQL (`JIT_DATABASE_URL`) | {pg['per_s']:.0f} | {pg['p99']:.1f} | {pg['ratio']:.2f}x "
+        f"({pg['range']}) | {pg['lifecycles']:.2f} | {pg['lifecycles'] / lite['lifecycles']:.2f}x |",
+        f"| PostgreSQL, 2 workers | | | | {two['lifecycles']:.2f} | {two['lifecycles'] / lite['lifecycles']:.2f}x |",
     ]
     return "\n".join(
         [
@@ -128,10 +147,13 @@ def render(res: dict[str, Any]) -> str:
             "",
             f"`bench/scale_bench.py` (part of `make bench`) on {f['nproc']} cores ({f['cpu']}, load average at "
             f"start {f['load average at start']}): one Temporal dev server, one PostgreSQL (pgserver, Unix "
-            "socket), the worker and API as `make run` starts them, with the grant store and audit log in SQLite "
-            "files or in PostgreSQL; then a second worker on the same task queue. Introspection is wrk against "
-            "`POST /v1/introspect` (one live token) beside a hello-world FastAPI app measured in the same run; "
-            "lifecycles are create -> approve -> active -> expire at concurrency 32.",
+            "socket), two copies of the worker and API as `make run` starts them, one with the grant store and "
+            "audit log in SQLite files, one in PostgreSQL (each of its processes with a data dir of its own, "
+            "the keys as settings), measured in turns (SQLite, PostgreSQL, PostgreSQL, SQLite; means of two); "
+            "then a second worker on the PostgreSQL one's task queue. Introspection is wrk against "
+            "`POST /v1/introspect` (one live token) beside a hello-world FastAPI app measured right after it; "
+            "lifecycles are create -> approve -> active -> expire at concurrency 32. Targets: introspection "
+            "with PostgreSQL state >= 0.7x hello-world, lifecycles within 0.9x of SQLite.",
             "",
             *rows,
             "",
@@ -141,7 +163,7 @@ def render(res: dict[str, Any]) -> str:
             f"{_step(pg, 'grant store')} µs against SQLite's {_step(lite, 'grant store')} µs (in-process, "
             "one thread). A revoke made through another API replica is seen within that half second (through "
             "this one, at once; an expiry, always at once). The hello-world ceiling itself moves by 10-15 % "
-            "between runs on this machine, and the ratios with it.",
+            "between measurements on this machine, and the ratios with it (the range column).",
             "",
             "A second worker on this 2-core machine adds processes, not cores: the dev server, the API and "
             "the bench client share the same two. The row shows that two workers on one task queue split the "
