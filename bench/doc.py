@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import math
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs/benchmarks.md"
+RESULTS = ROOT / "bench/results"
 
 
 def write_section(heading: str, text: str) -> None:
@@ -27,3 +35,36 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def run_section(
+    name: str,
+    heading: str,
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace, Path], Awaitable[dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+    on_failure: Callable[[Path], None],
+) -> int:
+    """One benchmark script's run: measure in a temporary dir, keep the results as
+    ``bench/results/<name>.json``, print the section and write it (``--no-write``: print only;
+    ``--render-only``: from the kept results)."""
+    results = RESULTS / f"{name}.json"
+    if getattr(args, "render_only", False):
+        write_section(heading, render(json.loads(results.read_text())))
+        return 0
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"jit-bench-{name}-") as tmp:
+        try:
+            res = asyncio.run(measure(args, Path(tmp)))
+        except BaseException:
+            on_failure(Path(tmp))  # the processes' logs, to see why
+            raise
+    res["elapsed_s"] = time.monotonic() - started
+    RESULTS.mkdir(exist_ok=True)
+    results.write_text(json.dumps(res, indent=1, default=str))
+    text = render(res)
+    print(text)
+    if not args.no_write:
+        write_section(heading, text)
+        print("written to docs/benchmarks.md")
+    return 0

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +31,7 @@ for p in (str(ROOT), str(BENCH)):
 import facts  # noqa: E402
 import httpx  # noqa: E402
 import stack  # noqa: E402
-from doc import write_section  # noqa: E402
+from doc import run_section  # noqa: E402
 from run import log, project_latency, project_lifecycles  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
@@ -167,27 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="re-render from bench/results/notifications.json")
     args = parser.parse_args(argv)
-    if args.render_only:
-        write_section(SECTION, render(json.loads((BENCH / "results" / "notifications.json").read_text())))
-        return 0
     args.concurrency = [8, 32]
     args.rounds, args.per_loop, args.samples = (1, 1, 10) if args.quick else (4, 3, 60)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="jit-bench-notify-") as tmp:
-        try:
-            res = asyncio.run(main_run(args, Path(tmp)))
-        except BaseException:
-            stack.print_log_tails(Path(tmp))
-            raise
-    res["elapsed_s"] = time.monotonic() - started
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "notifications.json").write_text(json.dumps(res, indent=1, default=str))
-    text = render(res)
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
-        print("written to docs/benchmarks.md")
-    return 0
+    return run_section("notifications", SECTION, args, main_run, render, stack.print_log_tails)
 
 
 if __name__ == "__main__":

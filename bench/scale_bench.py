@@ -17,14 +17,10 @@ ceiling; lifecycle throughput with PostgreSQL within 0.9x of SQLite.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import json
 import os
 import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -37,7 +33,7 @@ for p in (str(ROOT), str(BENCH)):
 
 import facts  # noqa: E402
 import stack  # noqa: E402
-from doc import write_section  # noqa: E402
+from doc import run_section  # noqa: E402
 from run import introspection, log, project_lifecycles  # noqa: E402
 
 SECTION = "## Beyond one machine"
@@ -180,29 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="re-render from bench/results/scale.json")
     args = parser.parse_args(argv)
-    if args.render_only:
-        write_section(SECTION, render(json.loads((BENCH / "results" / "scale.json").read_text())))
-        return 0
     args.per_loop, args.wrk_seconds, args.connections = (1, 2, 16) if args.quick else (3, 8, 32)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.render_only:
         print("wrk is missing: apt-get install -y wrk (make bench does)", file=sys.stderr)
         return 1
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="jit-bench-scale-") as tmp:
-        try:
-            res = asyncio.run(main_run(args, Path(tmp)))
-        except BaseException:
-            stack.print_log_tails(Path(tmp))
-            raise
-    res["elapsed_s"] = time.monotonic() - started
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "scale.json").write_text(json.dumps(res, indent=1, default=str))
-    text = render(res)
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
-        print("written to docs/benchmarks.md")
-    return 0
+    return run_section("scale", SECTION, args, main_run, render, stack.print_log_tails)
 
 
 if __name__ == "__main__":

@@ -26,27 +26,16 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from temporalio.testing import WorkflowEnvironment
 
 from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, connect, workflow_id
+from tests.browser import UI_TIMEOUT_MS, chromium
 from tests.conftest import BIN, ROOT, Stack, free_port, make_settings, serve_api
 from worker import build_worker
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ORDERS = "postgres:orders/public.orders"  # one approval from db-owners
 LOGS = "k8s:prod/logs"  # auto-approved
-UI_TIMEOUT_MS = 30_000
 
 
 @dataclass
@@ -88,15 +77,8 @@ async def ui_stack(tmp_path: Path) -> AsyncIterator[UiStack]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it (apt-get install chromium)")
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def file_request(stack: Stack, user: str, resource: str) -> str:

@@ -26,10 +26,10 @@ from urllib.parse import quote
 import httpx
 import oidc_provider_mock
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
+from tests.browser import chromium
 from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_POLICIES, ROOT, Stack, dev_server, running_stack
-from tests.test_temporal_ui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS
 from tests.ui_support import fresh
 
 ORDERS = "postgres:orders/public.orders"  # production: one approval from db-owners, who need MFA
@@ -66,15 +66,8 @@ async def oidc_stack(oidc_issuer: str, tmp_path: Path) -> AsyncIterator[Stack]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it (apt-get install chromium)")
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def person(issuer: str, sub: str, groups: list[str], amr: list[str]) -> None:
