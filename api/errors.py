@@ -88,12 +88,36 @@ def from_update_failure(e: WorkflowUpdateFailedError) -> ApiError:
 
 
 def from_rpc_error(e: RPCError) -> ApiError:
-    if e.status == RPCStatusCode.NOT_FOUND:
+    if e.status == RPCStatusCode.NOT_FOUND and not _namespace_missing(e):
         return NotFound("no such request")
+    if e.status == RPCStatusCode.NOT_FOUND:
+        # Not the request: the namespace, unknown to Temporal or not loaded yet after a restart.
+        log.warning("Temporal: %s", e.message)
+        return Unavailable(
+            f"Temporal cannot serve jit-access now ({e.message}); try again shortly", headers={"Retry-After": "5"}
+        )
     if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
         return Unavailable("Temporal is unreachable; try again shortly", headers={"Retry-After": "5"})
     log.error("Temporal call failed: %s %s", e.status, e.message)
     return Unavailable("Temporal refused the call; try again shortly", headers={"Retry-After": "5"})
+
+
+def _namespace_missing(e: RPCError) -> bool:
+    return any(d.type_url.endswith(".NamespaceNotFoundFailure") for d in e.grpc_status.details)
+
+
+def while_starting(e: BaseException | None) -> ApiError:
+    """A Temporal error on the create path. "Not found" there cannot mean "no such request"
+    (the caller is filing it): Temporal is still coming back (a namespace or shard not
+    loaded yet after a restart), so the caller is told to retry with the same key."""
+    if isinstance(e, RPCError) and e.status != RPCStatusCode.NOT_FOUND:
+        return from_rpc_error(e)
+    said = getattr(e, "message", "") or "not found"
+    log.warning("Temporal answered not found while a request was being filed: %s", said)
+    return Unavailable(
+        f"Temporal could not file the request ({said}); try again with the same Idempotency-Key",
+        headers={"Retry-After": "1"},
+    )
 
 
 def query_failed() -> ApiError:

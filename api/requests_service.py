@@ -154,9 +154,9 @@ class RequestService:
                 static_details=f"Reason: {request_input.reason}\nPolicy: {request_input.policy_version}",
             )
         except WorkflowAlreadyStartedError:
-            return new_requests.same_request(await self._query(handle), actor, body), False
+            return new_requests.same_request(await self._started(handle), actor, body), False
         except RPCError as e:
-            raise errors.from_rpc_error(e) from e
+            raise errors.while_starting(e) from e
         # Answer with the settled state: active for auto-approved, else pending.
         try:
             view = await asyncio.wait_for(
@@ -395,6 +395,14 @@ class RequestService:
         except (RPCError, RPCTimeoutOrCancelledError):
             return False
         return True
+
+    async def _started(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
+        """The request an Idempotency-Key started: Temporal just said it exists, so a "not
+        found" now is Temporal still recovering (a restart), never "no such request"."""
+        try:
+            return await self._query(handle)
+        except errors.NotFound as e:
+            raise errors.while_starting(e.__cause__) from e
 
     async def _query(self, handle: WorkflowHandle[Any, AccessRequestView]) -> AccessRequestView:
         try:
