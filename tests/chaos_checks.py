@@ -85,6 +85,8 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
                 _check_final(v, final)
                 held = await _held_by_dead_workers(client.get_workflow_handle(wid))
                 _check_grant(v, final, store, [*stack.outages, *held])
+                if v.beyond_s is not None and v.beyond_s > LATE_S:
+                    v.problems.append(await _timeline(client.get_workflow_handle(wid), stack.outages))
                 if t.token is not None:
                     r = await http.post("/v1/introspect", data={"token": t.token}, headers=server)
                     if r.status_code != 200 or r.json() != {"active": False}:
@@ -113,6 +115,23 @@ async def _held_by_dead_workers(handle: Any) -> list[Outage]:
             if at is not None:
                 held.append(Outage("workflow task held by a killed worker", at, e.event_time.ToDatetime(tzinfo=UTC)))
     return held
+
+
+async def _timeline(handle: Any, outages: list[Outage]) -> str:
+    """A late grant's history from its last minute, beside the outages: where the time went."""
+    rows: list[tuple[datetime, str]] = [(o.down_at, f"{o.name} down until {o.back_at}") for o in outages]
+    async for e in handle.fetch_history_events():
+        name = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            name += f"({e.workflow_task_timed_out_event_attributes.timeout_type})"
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            name += f"({e.workflow_task_failed_event_attributes.failure.message[:80]})"
+        rows.append((e.event_time.ToDatetime(tzinfo=UTC), f"{e.event_id} {name}"))
+    rows.sort()
+    end = rows[-1][0]
+    return "timeline: " + "; ".join(
+        f"{(at - end).total_seconds():+.1f}s {what}" for at, what in rows if end - at < timedelta(seconds=60)
+    )
 
 
 def _expected_status(t: Trace) -> set[str]:
