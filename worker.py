@@ -14,6 +14,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -49,7 +50,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
     metrics: WorkerMetrics | None = None,
     store: GrantStore | None = None,
-) -> Worker:
+) -> Workers:
     """``metrics``: where the activities record the project's metrics (a private registry if None).
     ``store``: the grant store (``open_grant_store(settings)`` if None)."""
     store = store or open_grant_store(settings)
@@ -67,7 +68,7 @@ def build_worker(
         client, store, provisioning, audit_log, lambda: Catalog.load(settings.catalog_path), metrics
     )
     notify = NotifyActivities(load_notifications(settings.notifications_path), metrics)
-    return Worker(
+    lifecycle = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[AccessRequestWorkflow, AuditAnchorWorkflow, ReconcilerWorkflow],
@@ -82,7 +83,7 @@ def build_worker(
             audit.read_audit_head,
             read_clock,
             reconciler.reconcile,
-            notify.deliver,
+            notify.deliver,  # requests filed before deliveries had a queue of their own
         ],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
@@ -92,6 +93,47 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
     )
+    return Workers(lifecycle, *_delivery_worker(client, settings, notify))
+
+
+def _delivery_worker(client: Client, settings: Settings, notify: NotifyActivities) -> tuple[Worker, ThreadPoolExecutor]:
+    """Notification deliveries on a task queue and threads of their own: a channel that hangs
+    (each attempt may wait out the channel's timeout) fills these, never the threads and
+    activity slots that the lifecycle's grant-store writes and revocations run on."""
+    executor = ThreadPoolExecutor(max_workers=settings.notify_concurrency, thread_name_prefix="notify")
+    worker = Worker(
+        client,
+        task_queue=settings.notify_task_queue,
+        activities=[notify.deliver],
+        activity_executor=executor,
+        max_concurrent_activities=settings.notify_concurrency,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
+    )
+    return worker, executor
+
+
+class Workers:
+    """The lifecycle's worker and the deliveries' worker, run and stopped together."""
+
+    def __init__(self, lifecycle: Worker, deliveries: Worker, delivery_threads: ThreadPoolExecutor) -> None:
+        self.lifecycle = lifecycle
+        self.deliveries = deliveries
+        self._threads = delivery_threads
+        self._running = AsyncExitStack()
+
+    async def __aenter__(self) -> Workers:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.lifecycle)
+            await stack.enter_async_context(self.deliveries)
+            self._running = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._running.aclose()
+        finally:
+            # A delivery still hanging on a channel keeps its thread until the channel's timeout.
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def workflow_task_slots(max_cached: int) -> int:

@@ -81,6 +81,10 @@ _DOCS: dict[str, tuple[tuple[str, ...], str]] = {
     "codec_cookie_always_secure": ((API,), "codec sign-in cookie always `Secure` (else when the request was https)"),
     "notifications_path": ((API, WORKER), "notification channels and routes (YAML); none when unset"),
     "public_url": ((API, WORKER), "this API as people reach it: links in notifications"),
+    "notify_concurrency": (
+        (WORKER,),
+        "notifications a worker delivers at once, on threads and a task queue (`<task queue>-notify`) of their own",
+    ),
     "ui_oidc_client_id": ((API,), "the web page's OIDC client id"),
     "ui_oidc_client_secret": ((API,), "its client secret"),
     "ui_oidc_scopes": ((API,), "the scopes the web page asks for"),

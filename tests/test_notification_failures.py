@@ -15,7 +15,9 @@ import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -131,3 +133,55 @@ async def test_a_grant_is_active_at_once_and_expires_on_time_while_every_channel
     # The workflow ends once its deliveries have given up.
     handle = stack.client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(rid))
     assert (await handle.result()).status == "expired"
+
+
+async def test_deliveries_hanging_on_a_channel_never_take_the_threads_that_end_grants(
+    dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lifecycle's activities (grant-store writes, provisioning) get as few threads as there are
+    # grants here, and every delivery hangs on a channel that never answers: were deliveries run on
+    # those threads, each grant's revocation would wait for a delivery to give up (HANG_S).
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    hang_s, grants = 25, 2
+    with silent() as hole:
+        config = tmp_path / "notifications.yaml"
+        channel = {"type": "webhook", "url": hole.url, "secret_env": SECRET_ENV, "timeout_s": hang_s}
+        routes = [{"audience": "requester", "to": ["silent"]}]
+        config.write_text(json.dumps({"channels": {"silent": channel}, "routes": routes, "max_attempts": 1}))
+        settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
+        client = await connect(settings)
+        with ThreadPoolExecutor(max_workers=grants) as executor:
+            async with build_worker(client, settings, executor):
+                api, task, base_url = await serve_api(settings)
+                try:
+                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                        stack = Stack(settings, client, http, base_url, api.config.app)
+                        alice = stack.auth("alice", "engineers")
+                        body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-501: Slack hangs"}
+                        ids = []
+                        for _ in range(grants):
+                            created = await http.post("/v1/requests", json=body, headers=alice)
+                            assert created.status_code == 201 and created.json()["status"] == "active", created.text
+                            ids.append(created.json()["id"])
+
+                        # Every grant's "active" message is hanging on the channel.
+                        async def hanging() -> bool:
+                            return len(hole.attempts) == grants
+
+                        await wait_until(hanging, timeout=30, what="deliveries to hang")
+                        for rid in ids:
+
+                            async def ended(rid: str = rid) -> dict[str, Any] | None:
+                                response = await http.get(f"/v1/requests/{rid}", headers=alice)
+                                assert response.status_code in (200, 503), response.text
+                                view = response.json()
+                                return view if view.get("status") == "expired" else None
+
+                            view = await wait_until(ended, timeout=60, what="the grant to expire")
+                            late = datetime.fromisoformat(view["ended_at"]) - datetime.fromisoformat(view["expires_at"])
+                            # On time, not after a hanging delivery gave up.
+                            assert late < timedelta(seconds=hang_s / 2), (rid, late)
+                        hole.hang_up()  # the workers stop without waiting out the hanging deliveries
+                finally:
+                    api.should_exit = True
+                    await task

@@ -104,6 +104,13 @@ class Silent:
     _conns: list[socket.socket] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def hang_up(self) -> None:
+        """Close every connection held: the deliveries waiting on them fail at once."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
 
 @contextmanager
 def silent() -> Iterator[Silent]:
@@ -132,7 +139,8 @@ def silent() -> Iterator[Silent]:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            hole._conns.append(conn)  # held open, never answered
+            with hole._lock:
+                hole._conns.append(conn)  # held open, never answered
             threading.Thread(target=read_head, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
@@ -143,5 +151,4 @@ def silent() -> Iterator[Silent]:
         stop.set()
         listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         listener.close()
-        for conn in hole._conns:
-            conn.close()
+        hole.hang_up()
