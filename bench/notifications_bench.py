@@ -76,10 +76,12 @@ async def quiet(client: Client) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _deliveries_done(handle: Any) -> None:
-    """Until the request's workflow has no activity running (its "active" delivery, when on)."""
+async def _settled(handle: Any) -> None:
+    """Until the request's workflow is idle: no activity running (its "active" delivery, when
+    on) and no workflow task to run (the one that delivery's completion brings)."""
     while True:
-        if not (await handle.describe()).raw_description.pending_activities:
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
             return
         await asyncio.sleep(0.02)
 
@@ -101,7 +103,7 @@ async def one_at_a_time(app: stack.App, client: Client, samples: int) -> float:
             if created.status_code != 201 or creds.status_code != 200:
                 raise RuntimeError(f"one at a time: {created.status_code} {creds.status_code} {creds.text[:200]}")
             ids.append(rid)
-            await _deliveries_done(client.get_workflow_handle(workflow_id(rid)))
+            await _settled(client.get_workflow_handle(workflow_id(rid)))
         for rid in ids:
             await http.post(f"/v1/requests/{rid}/revoke", json={"reason": "bench over"}, headers=alice)
     return pct(took, 0.5)
