@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -50,7 +50,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
     metrics: WorkerMetrics | None = None,
     store: GrantStore | None = None,
-) -> Workers:
+) -> Worker:
     """``metrics``: where the activities record the project's metrics (a private registry if None).
     ``store``: the grant store (``open_grant_store(settings)`` if None)."""
     store = store or open_grant_store(settings)
@@ -67,8 +67,11 @@ def build_worker(
     reconciler = ReconcileActivities(
         client, store, provisioning, audit_log, lambda: Catalog.load(settings.catalog_path), metrics
     )
-    notify = NotifyActivities(load_notifications(settings.notifications_path), metrics)
-    lifecycle = Worker(
+    notify = NotifyActivities(load_notifications(settings.notifications_path), metrics, delivery_threads(settings))
+    # More activity slots than executor threads, on purpose: the extra ones are for deliveries,
+    # which are async and send on threads of their own. The SDK warns about the mismatch.
+    warnings.filterwarnings("ignore", message="Worker max_concurrent_activities is", category=UserWarning)
+    return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[AccessRequestWorkflow, AuditAnchorWorkflow, ReconcilerWorkflow],
@@ -83,57 +86,23 @@ def build_worker(
             audit.read_audit_head,
             read_clock,
             reconciler.reconcile,
-            notify.deliver,  # requests filed before deliveries had a queue of their own
+            notify.deliver,
         ],
         activity_executor=executor,
-        max_concurrent_activities=executor._max_workers,
+        # Deliveries (async, sending on their own threads) hold slots too, not threads.
+        max_concurrent_activities=executor._max_workers + settings.notify_concurrency,
         max_cached_workflows=settings.worker_max_cached_workflows,
         max_concurrent_workflow_tasks=workflow_task_slots(settings.worker_max_cached_workflows),
         workflow_runner=_runner(settings),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
     )
-    return Workers(lifecycle, *_delivery_worker(client, settings, notify))
 
 
-def _delivery_worker(client: Client, settings: Settings, notify: NotifyActivities) -> tuple[Worker, ThreadPoolExecutor]:
-    """Notification deliveries on a task queue and threads of their own: a channel that hangs
-    (each attempt may wait out the channel's timeout) fills these, never the threads and
-    activity slots that the lifecycle's grant-store writes and revocations run on."""
-    executor = ThreadPoolExecutor(max_workers=settings.notify_concurrency, thread_name_prefix="notify")
-    worker = Worker(
-        client,
-        task_queue=settings.notify_task_queue,
-        activities=[notify.deliver],
-        activity_executor=executor,
-        max_concurrent_activities=settings.notify_concurrency,
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
-    )
-    return worker, executor
-
-
-class Workers:
-    """The lifecycle's worker and the deliveries' worker, run and stopped together."""
-
-    def __init__(self, lifecycle: Worker, deliveries: Worker, delivery_threads: ThreadPoolExecutor) -> None:
-        self.lifecycle = lifecycle
-        self.deliveries = deliveries
-        self._threads = delivery_threads
-        self._running = AsyncExitStack()
-
-    async def __aenter__(self) -> Workers:
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.lifecycle)
-            await stack.enter_async_context(self.deliveries)
-            self._running = stack.pop_all()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._running.aclose()
-        finally:
-            # A delivery still hanging on a channel keeps its thread until the channel's timeout.
-            self._threads.shutdown(wait=False, cancel_futures=True)
+def delivery_threads(settings: Settings) -> ThreadPoolExecutor:
+    """The threads notifications are sent on, apart from ``executor``: a channel that hangs
+    fills these, never the threads the grant-store writes and revocations run on."""
+    return ThreadPoolExecutor(max_workers=settings.notify_concurrency, thread_name_prefix="notify")
 
 
 def workflow_task_slots(max_cached: int) -> int:

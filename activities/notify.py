@@ -9,7 +9,9 @@ and is given up; the others are delivered once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -49,12 +51,27 @@ def _sender(channel: ConsoleChannel | SlackChannel | EmailChannel | WebhookChann
 
 
 class NotifyActivities:
-    def __init__(self, config: NotificationConfig | None, metrics: WorkerMetrics | None = None) -> None:
+    """``threads``: where the channels' blocking sends run, never the worker's activity executor.
+
+    ``deliver`` is an async activity on the workflow's own task queue (so the
+    server hands it to the worker with the workflow task that starts it: no extra
+    round trip), and sends on threads of its own: a channel that hangs, each
+    attempt waiting out the channel's timeout, fills those and never a thread
+    that the grant-store writes and revocations need.
+    """
+
+    def __init__(
+        self,
+        config: NotificationConfig | None,
+        metrics: WorkerMetrics | None = None,
+        threads: ThreadPoolExecutor | None = None,
+    ) -> None:
         self._senders = build_senders(config)
         self._metrics = metrics or WorkerMetrics()
+        self._threads = threads or ThreadPoolExecutor(max_workers=8, thread_name_prefix="notify")
 
     @activity.defn(name="deliver_notification")
-    def deliver(self, dispatch: Dispatch) -> Dispatched:
+    async def deliver(self, dispatch: Dispatch) -> Dispatched:
         """Send ``dispatch.event`` to each route not yet done; retry (raise) while any failed.
 
         Routes done in an earlier attempt are in its heartbeat details and are
@@ -64,11 +81,12 @@ class NotifyActivities:
         info = activity.info()
         done: dict[str, dict | None] = dict(info.heartbeat_details[0]) if info.heartbeat_details else {}
         failed: list[tuple[Delivery, str, str]] = []
+        loop = asyncio.get_running_loop()
         for i, delivery in enumerate(dispatch.deliveries()):
             if str(i) in done:
                 continue
             try:
-                kind, ref = self._send(delivery)
+                kind, ref = await loop.run_in_executor(self._threads, self._send, delivery)
             except _Failed as e:
                 failed.append((delivery, e.channel_type, e.problem))
                 continue

@@ -203,7 +203,6 @@ class RequestService:
             environment=entry.environment if entry else None,
             policy=policy,
             public_url=self._settings.public_url,
-            task_queue=self._settings.notify_task_queue,
         )
 
     # -- read --------------------------------------------------------------------

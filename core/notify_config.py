@@ -147,7 +147,6 @@ class NotificationConfig(_Strict):
         environment: str | None,
         policy: ResourcePolicy,
         public_url: str | None,
-        task_queue: str | None = None,
     ) -> NotificationPlan:
         """Every route this request's notifications may take, expanded to addresses."""
         groups = _unique(
@@ -183,7 +182,6 @@ class NotificationConfig(_Strict):
             give_up_after_s=self.give_up_after,
             public_url=public_url,
             environment=environment,
-            task_queue=task_queue,
         )
 
     def _needs_address(self, channel: str) -> bool:

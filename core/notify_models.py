@@ -94,9 +94,6 @@ class NotificationPlan(BaseModel):
     # Where links point (the API's public URL), e.g. https://jit.example.com.
     public_url: str | None = None
     environment: str | None = None
-    # The task queue deliveries run on (Settings.notify_task_queue); None in plans
-    # filed before it existed: theirs run on the workflow's own.
-    task_queue: str | None = None
 
     def routes_for(self, audiences: list[str], kind: str | None = None) -> list[Route]:
         """The routes of ``audiences`` that take ``kind``, each (channel, target) once."""

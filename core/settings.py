@@ -154,9 +154,8 @@ class Settings(BaseSettings):
     # Notifications (README "Notifications"): the channels and routes file, none when
     # unset (`make run` sets config/notifications.yaml: everything to its console).
     # Links in messages point under public_url (this API, as people reach it).
-    # Deliveries run on a task queue and threads of their own (notify_task_queue,
-    # notify_concurrency at once per worker): a channel that hangs never holds a
-    # thread or slot that a grant's revocation needs.
+    # Deliveries send on threads of their own (notify_concurrency at once per worker):
+    # a channel that hangs never holds a thread that a grant's revocation needs.
     notifications_path: Path | None = None
     public_url: str = "http://localhost:8000"
     notify_concurrency: int = Field(default=8, ge=1, le=256)
@@ -240,11 +239,6 @@ class Settings(BaseSettings):
             or self.temporal_tls_server_name
             or self.temporal_api_key
         )
-
-    @property
-    def notify_task_queue(self) -> str:
-        """Where notification deliveries run: beside ``task_queue``, never in its slots."""
-        return f"{self.task_queue}-notify"
 
     @property
     def signing_keys_dir(self) -> Path:

@@ -83,7 +83,7 @@ _DOCS: dict[str, tuple[tuple[str, ...], str]] = {
     "public_url": ((API, WORKER), "this API as people reach it: links in notifications"),
     "notify_concurrency": (
         (WORKER,),
-        "notifications a worker delivers at once, on threads and a task queue (`<task queue>-notify`) of their own",
+        "notifications a worker sends at once, on threads of their own (never the lifecycle's)",
     ),
     "ui_oidc_client_id": ((API,), "the web page's OIDC client id"),
     "ui_oidc_client_secret": ((API,), "its client secret"),

@@ -139,7 +139,6 @@ class Notifier:
         handle = workflow.start_activity_method(
             NotifyActivities.deliver,
             dispatch,
-            task_queue=self.plan.task_queue,  # None: the workflow's own (plans filed before it)
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             schedule_to_close_timeout=timedelta(seconds=self.plan.give_up_after_s),
             retry_policy=_retry(self.plan.max_attempts),
