@@ -187,17 +187,17 @@ def render(res: dict[str, Any]) -> str:
             *rows,
             "",
             "Deliveries are activities the workflow starts and never awaits, one per event for all its "
-            "routes: nothing waits on a channel, and a request's own path is not slowed (the one-at-a-time "
-            "row: each request filed once the one before has settled, its deliveries done). What they "
-            "cost is work: a lifecycle here sends three (filed to the approvers; active, then expired to "
-            "the requester), and each is an activity plus one more workflow task when it completes (the "
-            "last one keeps the workflow open until the message is out). That work shows wherever "
-            "requests overlap on two cores shared by the dev server, worker, API and this client: back to "
-            "back (each request meets the deliveries of the ones before and, with 2-second grants, their "
-            "expiries) and at saturation (concurrency 32), where the target of 0.9x is missed. What would "
-            "meet it is sending outside the workflow (an outbox the audit writes already carry), at the "
-            "price of the per-notification activity in Temporal UI that the design asks for; see "
-            "docs/notifications.md.",
+            "routes: nothing waits on a channel. What they cost is work: a lifecycle here sends three "
+            "(filed to the approvers; active, then expired to the requester), and each is an activity "
+            "plus one more workflow task when it completes (the last one keeps the workflow open until "
+            "the message is out), on two cores shared by the dev server, worker, API and this client. "
+            "One at a time (each request filed once the one before has settled), a request still meets "
+            'its own "active" delivery, which runs while the API answers it; back to back it also '
+            "meets the deliveries of the ones before and, with 2-second grants, their expiries; at "
+            "concurrency 32 the worker and server are saturated. Where a row is under 0.9x, the target "
+            "is missed. What would meet it is sending outside the workflow (an outbox the audit writes "
+            "already carry), at the price of the per-notification activity in Temporal UI that the "
+            "design asks for; see docs/notifications.md.",
             "",
         ]
     )
