@@ -43,21 +43,17 @@ from psycopg import sql
 
 from activities.provisioners.postgres_config import scram_verifier
 from core.settings import Settings
+from devstack.demo_db_banner import banner, catalog_targets
+from devstack.demo_db_names import ADMIN, DBNAME, HOST
 from devstack.processes import POLL_S, Console, Fatal, Interrupted, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 PORT = 5433  # not 5432: a system PostgreSQL may hold that
 DATA_DIR = ROOT / ".demo-db"
-DBNAME = "orders"
-ADMIN = "access_admin"
 SUPERUSER = "postgres"
 SYSTEM_USER = "pgserver"  # the wheel's own choice when run as root
 PASSWORD_FILE = "jit-demo-admin-password"  # noqa: S105 (a file name)
 START_TIMEOUT_S = 60.0
-# What the walk-through's provisioner block names when the catalog has none.
-EXAMPLE_RESOURCE = "postgres:orders-staging/public.orders"
-EXAMPLE_DSN_ENV = "JIT_PG_ORDERS_STAGING_DSN"
 
 # Only the superuser on the socket (in the 0700 data dir: its owner and root
 # alone reach it) gets in without a password; everyone else over loopback TCP
@@ -127,10 +123,6 @@ def bin_dir() -> Path:
 
 def psql_path() -> Path:
     return bin_dir() / "psql"
-
-
-def admin_dsn(port: int, password: str) -> str:
-    return f"postgresql://{ADMIN}:{password}@{HOST}:{port}/{DBNAME}"
 
 
 # -- the server -------------------------------------------------------------------
@@ -327,10 +319,9 @@ class DemoDb:
         self.start()
         self.wait_ready()
         self.set_up(password)
-        from devstack.demo_db_banner import banner, catalog_targets  # it imports this module's constants
-
         catalog = self.args.catalog or Settings().catalog_path
-        self.console.block(banner(self.args.port, password, self.data_dir, catalog_targets(catalog, self.args.port)))
+        targets = catalog_targets(catalog, self.args.port)
+        self.console.block(banner(self.args.port, password, self.data_dir, targets, psql_path()))
         while True:
             self.procs.wait_event(3600)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from devstack.demo_db import ADMIN, DBNAME, EXAMPLE_DSN_ENV, EXAMPLE_RESOURCE, HOST, admin_dsn, psql_path
+from devstack.demo_db_names import ADMIN, DBNAME, EXAMPLE_DSN_ENV, EXAMPLE_RESOURCE, HOST, admin_dsn
 
 
 @dataclass
@@ -47,7 +47,7 @@ def catalog_targets(path: Path, port: int) -> list[CatalogTarget]:
     return found
 
 
-def banner(port: int, password: str, data_dir: Path, targets: list[CatalogTarget]) -> list[str]:
+def banner(port: int, password: str, data_dir: Path, targets: list[CatalogTarget], psql: Path) -> list[str]:
     dsn = admin_dsn(port, password)
     where = os.path.relpath(data_dir) if data_dir.is_relative_to(Path.cwd()) else str(data_dir)
     lines = [
@@ -79,7 +79,7 @@ def banner(port: int, password: str, data_dir: Path, targets: list[CatalogTarget
     lines += [
         "",
         "  psql (from the pgserver wheel), as the admin:",
-        f"    {shlex.quote(str(psql_path()))} {shlex.quote(dsn)}",
+        f"    {shlex.quote(str(psql))} {shlex.quote(dsn)}",
         "  as a granted request: jit token ID --psql",
         "",
         "  Ctrl-C stops it.",

@@ -221,11 +221,13 @@ def test_the_banner_says_what_to_change_in_the_catalog(tmp_path: Path) -> None:
             }
         )
     )
-    lines = "\n".join(banner(5433, "pw", tmp_path, catalog_targets(catalog, 5433)))
+    lines = "\n".join(banner(5433, "pw", tmp_path, catalog_targets(catalog, 5433), Path("/opt/pg/bin/psql")))
     assert "export JIT_PG_ORDERS_STAGING_DSN=postgresql://access_admin:pw@127.0.0.1:5433/orders" in lines
     assert "postgres:orders-staging/public.orders's provisioner: port: 5432 -> port: 5433" in lines
     assert "host:" not in lines and "dbname:" not in lines  # localhost and orders already reach it
 
     # No postgres provisioner in the catalog: the block to add, with this port.
-    empty = "\n".join(banner(5433, "pw", tmp_path, catalog_targets(tmp_path / "missing.yaml", 5433)))
+    empty = "\n".join(
+        banner(5433, "pw", tmp_path, catalog_targets(tmp_path / "missing.yaml", 5433), Path("/opt/pg/bin/psql"))
+    )
     assert "dsn_env: JIT_PG_ORDERS_STAGING_DSN" in empty and "port: 5433" in empty
