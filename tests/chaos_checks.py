@@ -102,18 +102,20 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
 
 
 async def _held_by_dead_workers(handle: Any) -> list[Outage]:
-    """Workflow tasks of this request that a SIGKILLed worker had started: Temporal hands such a
-    task to another worker only when its start-to-close timeout (10 s) runs out, and that wait is
-    part of the crash's downtime for this request, as it would be for any Temporal workflow."""
-    started: dict[int, datetime] = {}
+    """Workflow tasks of this request that a SIGKILLed worker held: one it had started, which
+    Temporal hands to another worker only when its start-to-close timeout (10 s) runs out, and
+    one queued on its sticky queue, until the sticky timeout sends it to the shared queue. That
+    wait is part of the crash's downtime for this request, as it would be for any workflow."""
+    at: dict[int, datetime] = {}
     held = []
     async for e in handle.fetch_history_events():
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            started[e.event_id] = e.event_time.ToDatetime(tzinfo=UTC)
+        if e.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED):
+            at[e.event_id] = e.event_time.ToDatetime(tzinfo=UTC)
         elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-            at = started.get(e.workflow_task_timed_out_event_attributes.started_event_id)
-            if at is not None:
-                held.append(Outage("workflow task held by a killed worker", at, e.event_time.ToDatetime(tzinfo=UTC)))
+            timed_out = e.workflow_task_timed_out_event_attributes
+            since = at.get(timed_out.started_event_id) or at.get(timed_out.scheduled_event_id)
+            if since is not None:
+                held.append(Outage("workflow task held by a killed worker", since, e.event_time.ToDatetime(tzinfo=UTC)))
     return held
 
 
