@@ -46,8 +46,8 @@ def run_section(
     on_failure: Callable[[Path], None],
 ) -> int:
     """One benchmark script's run: measure in a temporary dir, keep the results as
-    ``bench/results/<name>.json``, print the section and write it (``--no-write``: print only;
-    ``--render-only``: from the kept results)."""
+    ``bench/results/<name>.json``, print the section and write it (``--no-write``: print only,
+    keep nothing; ``--render-only``: from the kept results)."""
     results = RESULTS / f"{name}.json"
     if getattr(args, "render_only", False):
         write_section(heading, render(json.loads(results.read_text())))
@@ -60,11 +60,11 @@ def run_section(
             on_failure(Path(tmp))  # the processes' logs, to see why
             raise
     res["elapsed_s"] = time.monotonic() - started
-    RESULTS.mkdir(exist_ok=True)
-    results.write_text(json.dumps(res, indent=1, default=str))
     text = render(res)
     print(text)
-    if not args.no_write:
+    if not args.no_write:  # a trial run leaves the kept results and the doc as they were
+        RESULTS.mkdir(exist_ok=True)
+        results.write_text(json.dumps(res, indent=1, default=str))
         write_section(heading, text)
         print("written to docs/benchmarks.md")
     return 0
