@@ -49,6 +49,10 @@ log = logging.getLogger("jit.reconciler")
 REASON = "orphaned: the request's workflow ended outside jit-access"
 # The audit event's place after anything the workflow itself numbered.
 ORPHAN_SEQ = 1_000_000
+# Heartbeats go out this often whatever the run is doing (a slow database listing, a revoke
+# waiting on locks): the workflow's heartbeat timeout, a few of these, is then how soon a run
+# on a worker that died is retried elsewhere.
+HEARTBEAT_EVERY_S = 5.0
 
 
 class ReconcileActivities:
@@ -73,6 +77,13 @@ class ReconcileActivities:
         """Cost per run, whatever the number of live grants: one visibility listing of the
         requests that ended with access live, one role listing per catalog database, and one
         ``describe`` per role whose grant is already tombstoned (a revocation under way or stranded)."""
+        beating = asyncio.create_task(_keep_beating())
+        try:
+            return await self._reconcile(input)
+        finally:
+            beating.cancel()
+
+    async def _reconcile(self, input: ReconcileInput) -> ReconcileReport:
         report = ReconcileReport()
         wanted = set(input.request_ids) if input.request_ids is not None else None
         if wanted is None:
@@ -81,7 +92,6 @@ class ReconcileActivities:
             closed = {i: s for i in wanted if (s := await self._workflow_status(i)) != "running"}
         roles = await self._role_owners(wanted)
         for request_id in sorted(set(closed) | set(roles)):
-            activity.heartbeat(request_id)
             report.checked += 1
             row = await asyncio.to_thread(self._store.lookup, request_id)
             status = closed.get(request_id)
@@ -206,3 +216,9 @@ def _spec(request_id: str, resource: str, action: str, settings: dict, requester
         expires_at=now,
         settings=settings,
     )
+
+
+async def _keep_beating() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY_S)

@@ -31,7 +31,9 @@ class ReconcilerWorkflow:
             ReconcileActivities.reconcile,
             input,
             start_to_close_timeout=timedelta(minutes=4),
-            heartbeat_timeout=timedelta(seconds=60),
+            # It heartbeats every 5 s whatever it is doing: a run on a worker that died is
+            # retried elsewhere within this, not after the 4-minute timeout.
+            heartbeat_timeout=timedelta(seconds=15),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             summary="revoke orphaned access" if input.request_ids is None else f"revoke {input.request_ids[0]}"[:100],
         )
