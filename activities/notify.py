@@ -5,12 +5,20 @@ with backoff up to ``Dispatch.max_attempts`` within a bounded total time: a
 channel that is down costs a few attempts, never the grant. A route that
 still fails on the last attempt counts in ``jit_notifications_failed_total``
 and is given up; the others are delivered once.
+
+For console and webhook routes the workflow makes attempt 1 a local activity
+(``Dispatch.inline_ms`` set): sent at once, each route for at most that long,
+and what fails comes back in ``Dispatched.failed`` for the retried activity
+instead of raising. A channel that failed inline is held back from inline
+attempts for ``HOLD_BACK_S`` in this worker, so one that is down holds a
+workflow task up once, not at every event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio import activity
@@ -23,6 +31,9 @@ from core.notify_config import ConsoleChannel, EmailChannel, NotificationConfig,
 from core.notify_models import Delivery, Dispatch, Dispatched, MessageRef
 
 log = logging.getLogger("jit.worker.notify")
+# A channel that failed an inline attempt is not tried inline again for this long (per
+# worker): its deliveries go straight to the retried activity, never holding a workflow task.
+HOLD_BACK_S = 60.0
 
 
 def build_senders(config: NotificationConfig | None) -> dict[str, tuple[str, Sender]]:
@@ -69,15 +80,20 @@ class NotifyActivities:
         self._senders = build_senders(config)
         self._metrics = metrics or WorkerMetrics()
         self._threads = threads or ThreadPoolExecutor(max_workers=8, thread_name_prefix="notify")
+        self._held_back: dict[str, float] = {}  # channel → until (monotonic): no inline attempts
 
     @activity.defn(name="deliver_notification")
     async def deliver(self, dispatch: Dispatch) -> Dispatched:
         """Send ``dispatch.event`` to each route not yet done; retry (raise) while any failed.
 
+        An inline attempt (``dispatch.inline_ms``) returns what failed instead: :meth:`_inline`.
+
         Routes done in an earlier attempt are in its heartbeat details and are
         skipped: a retry for a failing Slack never sends the email twice. On the
         last attempt, what still fails is counted and given up.
         """
+        if dispatch.inline_ms is not None:
+            return await self._inline(dispatch, dispatch.inline_ms / 1000)
         info = activity.info()
         done: dict[str, dict | None] = dict(info.heartbeat_details[0]) if info.heartbeat_details else {}
         failed: list[tuple[Delivery, str, str]] = []
@@ -93,9 +109,10 @@ class NotifyActivities:
             self._metrics.notifications_sent.labels(channel=kind, kind=dispatch.event.kind.value).inc()
             done[str(i)] = ref.model_dump() if ref else None
         if failed:
-            last = info.attempt >= dispatch.max_attempts
+            attempt = info.attempt + dispatch.attempts_made
+            last = attempt >= dispatch.max_attempts
             for delivery, channel_type, problem in failed:
-                self._report(delivery, channel_type, problem, info.attempt, last)
+                self._report(delivery, channel_type, problem, attempt, last)
             if not last:
                 # What is done, for the retry to skip: recorded with this attempt's failure. Only
                 # here: a heartbeat is a call to the server, and most dispatches never fail.
@@ -107,6 +124,41 @@ class NotifyActivities:
                 for i in range(len(dispatch.routes))
             ]
         )
+
+    async def _inline(self, dispatch: Dispatch, limit_s: float) -> Dispatched:
+        """Attempt 1, run as a local activity inside the workflow task: every route at once,
+        each for at most ``limit_s``. What fails, takes longer or is held back is handed back
+        for the retried activity; given up here only when no attempt is left."""
+        deliveries = dispatch.deliveries()
+        outcomes = await asyncio.gather(*(self._try_inline(d, limit_s) for d in deliveries))
+        return Dispatched(
+            refs=[ref for _, ref in outcomes],
+            failed=[i for i, (outcome, _) in enumerate(outcomes) if outcome == "failed"],
+            held_back=[i for i, (outcome, _) in enumerate(outcomes) if outcome == "held back"],
+        )
+
+    async def _try_inline(self, delivery: Delivery, limit_s: float) -> tuple[str, MessageRef | None]:
+        channel = delivery.route.channel
+        if self._held_back.get(channel, 0.0) > time.monotonic():
+            return "held back", None
+        loop = asyncio.get_running_loop()
+        try:
+            # On timeout the send goes on in its thread; the retry may repeat it, which
+            # inline channels take without harm (the webhook's Idempotency-Key).
+            kind, ref = await asyncio.wait_for(loop.run_in_executor(self._threads, self._send, delivery), limit_s)
+        except _Failed as e:
+            return self._inline_failed(delivery, e.channel_type, e.problem)
+        except TimeoutError:
+            kind = self._senders[channel][0]  # known: an unknown channel fails at once, as _Failed
+            return self._inline_failed(delivery, kind, f"no answer within {limit_s:g}s")
+        self._held_back.pop(channel, None)
+        self._metrics.notifications_sent.labels(channel=kind, kind=delivery.event.kind.value).inc()
+        return "sent", ref
+
+    def _inline_failed(self, delivery: Delivery, channel_type: str, problem: str) -> tuple[str, None]:
+        self._held_back[delivery.route.channel] = time.monotonic() + HOLD_BACK_S
+        self._report(delivery, channel_type, problem, 1, last=delivery.max_attempts <= 1)
+        return "failed", None
 
     def _send(self, delivery: Delivery) -> tuple[str, MessageRef | None]:
         found = self._senders.get(delivery.route.channel)

@@ -10,6 +10,7 @@ in history names a channel, never its credentials.
 from __future__ import annotations
 
 import fnmatch
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +23,12 @@ from core.notify_models import Audience, EventKind, NotificationPlan, Route
 
 Seconds = Annotated[int, BeforeValidator(parse_duration)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="the name of an environment variable")]
+
+
+# Channels whose first attempt may run inline (core/notify_models.Route.inline): local or
+# fast, and a repeat is harmless. Slack and SMTP take hundreds of milliseconds and a
+# repeat would post twice, so they are always retried activities.
+INLINE_CHANNELS = ("console", "webhook")
 
 
 class NotifyConfigError(ValueError):
@@ -110,6 +117,9 @@ class NotificationConfig(_Strict):
     reminder_min_grant: Seconds = 900
     max_attempts: int = Field(default=6, ge=1, le=20)
     give_up_after: Seconds = 300
+    # The first attempt to a console or webhook channel runs inside the workflow task for at
+    # most this long (no round trip to Temporal when it succeeds); 0: every delivery an activity.
+    inline_ms: int = Field(default=500, ge=0, le=2000)
 
     @model_validator(mode="after")
     def _known_channels(self) -> NotificationConfig:
@@ -158,22 +168,17 @@ class NotificationConfig(_Strict):
                 continue
             kinds = [k.value for k in rule.events] if rule.events is not None else None
             for dest in rule.to:
+                route = partial(Route, channel=dest.channel, events=kinds, inline=self._inline(dest.channel))
                 if rule.audience is Audience.APPROVERS:
                     for g in groups:
                         if rule.groups is None or g in rule.groups:
-                            routes.append(
-                                Route(channel=dest.channel, audience=f"group:{g}", target=dest.target, events=kinds)
-                            )
+                            routes.append(route(audience=f"group:{g}", target=dest.target))
                 elif rule.audience is Audience.REQUESTER:
                     target = dest.target or self._address(dest.channel, requester)
                     if target is not None or not self._needs_address(dest.channel):
-                        routes.append(
-                            Route(channel=dest.channel, audience=rule.audience.value, target=target, events=kinds)
-                        )
+                        routes.append(route(audience=rule.audience.value, target=target))
                 else:
-                    routes.append(
-                        Route(channel=dest.channel, audience=rule.audience.value, target=dest.target, events=kinds)
-                    )
+                    routes.append(route(audience=rule.audience.value, target=dest.target))
         return NotificationPlan(
             routes=routes,
             reminder_lead_s=self.reminder_lead,
@@ -182,7 +187,11 @@ class NotificationConfig(_Strict):
             give_up_after_s=self.give_up_after,
             public_url=public_url,
             environment=environment,
+            inline_ms=self.inline_ms,
         )
+
+    def _inline(self, channel: str) -> bool:
+        return self.inline_ms > 0 and self.channels[channel].type in INLINE_CHANNELS
 
     def _needs_address(self, channel: str) -> bool:
         return self.channels[channel].type in ("slack", "email")

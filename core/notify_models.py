@@ -72,6 +72,9 @@ class Route(BaseModel):
     target: str | None = None
     # Only these kinds of event (EventKind values); None: every kind.
     events: list[str] | None = None
+    # First tried inside the workflow task (a local activity): a channel that answers in
+    # milliseconds and takes a repeat without harm (console; webhook, by its Idempotency-Key).
+    inline: bool = False
 
     @property
     def label(self) -> str:
@@ -94,6 +97,8 @@ class NotificationPlan(BaseModel):
     # Where links point (the API's public URL), e.g. https://jit.example.com.
     public_url: str | None = None
     environment: str | None = None
+    # How long an inline first attempt may hold the workflow task; 0: never inline.
+    inline_ms: int = 0
 
     def routes_for(self, audiences: list[str], kind: str | None = None) -> list[Route]:
         """The routes of ``audiences`` that take ``kind``, each (channel, target) once."""
@@ -172,6 +177,11 @@ class Dispatch(BaseModel):
     # For DECIDED: per route, the message to update in place.
     refs: list[MessageRef | None] = Field(default_factory=list)
     max_attempts: int = 6
+    # Attempts already made inline (1 for routes tried there): the retried activity makes the rest.
+    attempts_made: int = 0
+    # An inline first attempt (a local activity): each route gets this long, and what
+    # fails is returned in ``Dispatched.failed`` for a retried activity, not raised.
+    inline_ms: int | None = None
 
     def deliveries(self) -> list[Delivery]:
         refs = self.refs or [None] * len(self.routes)
@@ -185,3 +195,7 @@ class Dispatched(BaseModel):
     """Per route of a :class:`Dispatch`: the message posted (updatable later), else None."""
 
     refs: list[MessageRef | None]
+    # Inline attempts only, for the retried activity: routes (indexes) tried and not
+    # delivered, and routes not tried (their channel failed inline moments ago).
+    failed: list[int] = Field(default_factory=list)
+    held_back: list[int] = Field(default_factory=list)

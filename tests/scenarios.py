@@ -29,7 +29,7 @@ from core.models import (
     StageSnapshot,
 )
 from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
-from tests.workflow_support import ALICE, BOB, CAROL, DANA, NOTIFY_ALL, running_worker, start
+from tests.workflow_support import ALICE, BOB, CAROL, DANA, NOTIFY_INLINE, running_worker, start
 from tests.workflow_support import request_input as make_input
 from workflows.access_request import AccessRequestWorkflow
 
@@ -37,13 +37,14 @@ from workflows.access_request import AccessRequestWorkflow
 async def run_scenarios(client: Client, data_dir: Path, *, notify: bool = True) -> dict[str, WorkflowHandle]:
     """Each lifecycle branch once; returns finished workflows by scenario name.
 
-    ``notify``: every request with a plan sending each event to the console
-    (``notifications-v1``); False for the inputs of before notifications.
+    ``notify``: every request with a plan sending each event to the console, the
+    requester's first inline (``notifications-inline-v1``); False for the inputs of
+    before notifications.
     """
     handles: dict[str, WorkflowHandle] = {}
 
     def request_input(**kw: Any) -> AccessRequestInput:
-        return make_input(notify=NOTIFY_ALL if notify else None, **kw)
+        return make_input(notify=NOTIFY_INLINE if notify else None, **kw)
 
     async with running_worker(client, data_dir) as settings:
         h = await start(client, settings, request_input(approvals=2, duration_s=2, max_duration_s=60))

@@ -7,6 +7,8 @@ two-second grant is active at once, has its credentials, and expires on its
 own; each of its two notifications (active, expired) is tried
 ``max_attempts`` (2) times on each channel and then given up, counted in the
 worker's ``jit_notifications_failed_total``; the workflow then completes.
+The first attempt runs inline (a local activity), the rest as a retried
+activity; once a channel failed inline, the next event skips that attempt.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from core.temporal import connect, workflow_id
 from tests.conftest import Stack, make_settings, serve_api
 from tests.e2e_support import wait_until
 from tests.webhook_receivers import Receiver, Silent, receiving, silent
+from tests.workflow_support import deliveries, inline_deliveries
 from worker import build_worker
 from workflows.access_request import AccessRequestWorkflow
 
@@ -134,6 +137,17 @@ async def test_a_grant_is_active_at_once_and_expires_on_time_while_every_channel
     handle = stack.client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(rid))
     assert (await handle.result()).status == "expired"
 
+    # In its history: each event tried inline once (the healthy channel done there), then only
+    # the failing routes as activities; "expired" did not wait on the channels "active" found down.
+    inline = await inline_deliveries(handle)
+    assert [summary for summary, _ in inline] == [
+        "notify requester via failing, silent, healthy: active",
+        "notify requester via failing, silent, healthy: expired",
+    ]
+    assert [(done.failed, done.held_back) for _, done in inline] == [([0, 1], []), ([], [0, 1])]
+    retried = sorted((d.event.kind.value, d.route.channel) for d in await deliveries(handle))
+    assert retried == [("active", "failing"), ("active", "silent"), ("expired", "failing"), ("expired", "silent")]
+
 
 async def test_deliveries_hanging_on_a_channel_never_take_the_threads_that_end_grants(
     dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -147,7 +161,10 @@ async def test_deliveries_hanging_on_a_channel_never_take_the_threads_that_end_g
         config = tmp_path / "notifications.yaml"
         channel = {"type": "webhook", "url": hole.url, "secret_env": SECRET_ENV, "timeout_s": hang_s}
         routes = [{"audience": "requester", "to": ["silent"]}]
-        config.write_text(json.dumps({"channels": {"silent": channel}, "routes": routes, "max_attempts": 1}))
+        # Every delivery an activity (inline_ms 0): what is tested here is where activities send.
+        config.write_text(
+            json.dumps({"channels": {"silent": channel}, "routes": routes, "max_attempts": 1, "inline_ms": 0})
+        )
         settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
         client = await connect(settings)
         with ThreadPoolExecutor(max_workers=grants) as executor:

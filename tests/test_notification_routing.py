@@ -111,6 +111,7 @@ async def test_a_route_takes_only_the_events_it_names(ts_env: WorkflowEnvironmen
                 {"audience": "requester", "events": ["expired", "revoked"], "to": ["console"]},
                 {"audience": "approvers", "groups": ["db-owners"], "events": ["filed"], "to": ["console"]},
             ],
+            "inline_ms": 0,  # every delivery an activity, whose input history keeps for deliveries()
         }
     )
     policy = ResourcePolicy(
@@ -124,3 +125,40 @@ async def test_a_route_takes_only_the_events_it_names(ts_env: WorkflowEnvironmen
         await handle.result()
     sent = [(d.route.audience, d.event.kind) for d in await deliveries(handle)]
     assert sent == [("group:db-owners", EventKind.FILED), ("requester", EventKind.EXPIRED)]  # no "active"
+
+
+def test_console_and_webhook_are_tried_inline_first_slack_and_email_never() -> None:
+    from core.models import ResourcePolicy
+    from core.notify_config import NotificationConfig
+
+    def inline_by_channel(**extra: object) -> dict[str, object]:
+        config = NotificationConfig.model_validate(
+            {
+                "channels": {
+                    "console": {"type": "console"},
+                    "hook": {"type": "webhook", "url": "https://hooks.example/jit", "secret_env": "HOOK_SECRET"},
+                    "slack": {"type": "slack"},
+                    "mail": {"type": "email", "host": "smtp.example", "sender": "jit@example.com"},
+                },
+                "routes": [
+                    {
+                        "audience": "security",
+                        "to": [
+                            "console",
+                            "hook",
+                            {"channel": "slack", "target": "#security"},
+                            {"channel": "mail", "target": "security@example.com"},
+                        ],
+                    }
+                ],
+                **extra,
+            }
+        )
+        policy = ResourcePolicy(approvals_required=0, approver_groups=[], max_duration_s=3600, approval_timeout_s=60)
+        plan = config.plan(requester="alice", resource="r", environment=None, policy=policy, public_url=None)
+        return {r.channel: r.inline for r in plan.routes} | {"inline_ms": plan.inline_ms}
+
+    assert inline_by_channel() == {"console": True, "hook": True, "slack": False, "mail": False, "inline_ms": 500}
+    # inline_ms: 0 makes every delivery an activity, as before inline attempts.
+    off = {"console": False, "hook": False, "slack": False, "mail": False, "inline_ms": 0}
+    assert inline_by_channel(inline_ms=0) == off

@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from core.models import AccessRequestInput, AccessRequestView, Actor, ResourcePolicy, StageSnapshot
-from core.notify_models import Delivery, Dispatch, NotificationPlan, Route
+from core.notify_models import Delivery, Dispatch, Dispatched, NotificationPlan, Route
 from core.settings import Settings
 from core.temporal import workflow_id
 from worker import build_worker
@@ -38,6 +38,14 @@ NOTIFY_ALL = NotificationPlan(
     reminder_min_grant_s=2,
     max_attempts=2,
     give_up_after_s=60,
+)
+# The same with inline first attempts, as a notifications file plans them now; the approvers'
+# routes stay activities (as Slack's are), so the scenarios' histories have both kinds.
+NOTIFY_INLINE = NOTIFY_ALL.model_copy(
+    update={
+        "inline_ms": 500,
+        "routes": [r.model_copy(update={"inline": not r.audience.startswith("group:")}) for r in NOTIFY_ALL.routes],
+    }
 )
 
 
@@ -106,7 +114,9 @@ async def start(
 
 
 async def deliveries(handle: WorkflowHandle) -> list[Delivery]:
-    """Every notification the workflow sent, one per route, as its history (and Temporal UI) records them."""
+    """Every notification the workflow sent as an activity, one per route, as its history (and
+    Temporal UI) records them. Inline attempts (local activities) leave their summary only:
+    see :func:`inline_deliveries`."""
     converter = handle._client.data_converter
     out: list[Delivery] = []
     async for event in handle.fetch_history_events():
@@ -115,4 +125,21 @@ async def deliveries(handle: WorkflowHandle) -> list[Delivery]:
             if attrs.activity_type.name == "deliver_notification":
                 [dispatch] = await converter.decode(attrs.input.payloads, [Dispatch])
                 out.extend(dispatch.deliveries())
+    return out
+
+
+async def inline_deliveries(handle: WorkflowHandle) -> list[tuple[str, Dispatched]]:
+    """The inline first attempts (local activities) of the workflow: (summary, outcome) each,
+    as Temporal UI shows them: ``notify requester via console, hook: active``."""
+    converter = handle._client.data_converter
+    out: list[tuple[str, Dispatched]] = []
+    async for event in handle.fetch_history_events():
+        attrs = event.marker_recorded_event_attributes
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED or "result" not in attrs.details:
+            continue
+        [data] = await converter.decode(attrs.details["data"].payloads, [dict])
+        if data.get("activity_type") == "deliver_notification":
+            [summary] = await converter.decode([event.user_metadata.summary], [str])
+            [outcome] = await converter.decode(attrs.details["result"].payloads, [Dispatched])
+            out.append((summary, outcome))
     return out

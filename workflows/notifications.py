@@ -1,12 +1,15 @@
-"""The workflow's side of notifications: which event goes to whom, sent without waiting.
+"""The workflow's side of notifications: which event goes to whom, sent without holding access up.
 
-Each event becomes one ``deliver`` activity to all its routes in the request's
-:class:`NotificationPlan` (decided at filing, in the workflow input), started
-and never awaited by the lifecycle: a slow or broken channel delays, fails or
-blocks nothing. One activity per event, not per route: each costs the history
-a few events and the worker a workflow task, and the activity remembers which
-routes are done across its retries. Deliveries retry with backoff, a bounded
-number of times; the
+Each event goes to all its routes in the request's :class:`NotificationPlan`
+(decided at filing, in the workflow input), after the step it tells of. Routes
+the plan marks ``inline`` (console, webhook) get attempt 1 as a local activity,
+inside the workflow task: no round trip to Temporal when it succeeds, at most
+``inline_ms`` of waiting when it does not. Everything else, and what failed
+inline, is one ``deliver`` activity per event, started and never awaited by the
+lifecycle: a slow or broken channel delays, fails or blocks nothing. One
+activity per event, not per route: each costs the history a few events and the
+worker a workflow task, and the activity remembers which routes are done across
+its retries. Deliveries retry with backoff, a bounded number of times; the
 workflow waits for the stragglers only once the request has ended
 (``drained``), so that the "expired" message is not cut off.
 
@@ -14,9 +17,10 @@ Approvers' messages that a channel can update (Slack) are remembered, and once
 the request or extension is decided each is updated in place with who decided
 (``EventKind.DECIDED``).
 
-Deterministic: whether a delivery is started depends on the input and the
-events in history only; ``NOTIFICATIONS_PATCH`` keeps runs from before it (which
-carry no plan anyway) as they were.
+Deterministic: whether a delivery is started, and how, depends on the input and
+the events in history only (an inline attempt's outcome is in its marker);
+``NOTIFICATIONS_PATCH`` keeps runs from before it (which carry no plan anyway)
+as they were, ``INLINE_PATCH`` those whose every delivery was an activity.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 NOTIFICATIONS_PATCH = "notifications-v1"
+# Inline first attempts (local activities) for the routes whose plan allows them.
+INLINE_PATCH = "notifications-inline-v1"
 # One attempt may take this long (a channel's own timeout is shorter).
 ATTEMPT_TIMEOUT = timedelta(seconds=30)
 
@@ -62,6 +68,13 @@ class Notifier:
         plan = req.notify
         # Asked only when there is a plan: histories without one never saw the marker.
         self.plan: NotificationPlan | None = plan if plan and workflow.patched(NOTIFICATIONS_PATCH) else None
+        # Asked only when the plan allows inline routes, for the same reason.
+        self._inline = bool(
+            self.plan
+            and self.plan.inline_ms > 0
+            and any(r.inline for r in self.plan.routes)
+            and workflow.patched(INLINE_PATCH)
+        )
         self._seq = 0
         self.announced: set[int] = set()  # approval stages whose approvers were told
         self._tasks: list[asyncio.Task[Any]] = []
@@ -80,11 +93,15 @@ class Notifier:
         routes = self.plan.routes_for(audiences, kind.value)
         if not routes:
             return
-        task = self._dispatch(
-            Dispatch(event=self._event(kind, fields), routes=routes, max_attempts=self.plan.max_attempts)
-        )
-        if track:
-            self._open.append((routes, task))
+        event = self._event(kind, fields)
+        inline = [r for r in routes if self._inline and r.inline]
+        if inline:
+            self._spawn(self._inline_first(Dispatch(event=event, routes=inline, max_attempts=self.plan.max_attempts)))
+        durable = [r for r in routes if not (self._inline and r.inline)]
+        if durable:
+            task = self._dispatch(Dispatch(event=event, routes=durable, max_attempts=self.plan.max_attempts))
+            if track:  # only these can be updated in place (Slack): inline channels post no message to update
+                self._open.append((durable, task))
 
     def decided(self, **fields: Any) -> None:
         """Update every open approvers' message: the request (or extension) is decided."""
@@ -134,19 +151,38 @@ class Notifier:
 
     def _dispatch(self, dispatch: Dispatch) -> asyncio.Task[Dispatched | None]:
         assert self.plan is not None
-        who = ", ".join(dict.fromkeys(r.label for r in dispatch.routes))
-        via = ", ".join(dict.fromkeys(r.channel for r in dispatch.routes))
         handle = workflow.start_activity_method(
             NotifyActivities.deliver,
             dispatch,
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             schedule_to_close_timeout=timedelta(seconds=self.plan.give_up_after_s),
-            retry_policy=_retry(self.plan.max_attempts),
-            summary=f"notify {who} via {via}: {dispatch.event.kind.value}"[:100],
+            retry_policy=_retry(dispatch.max_attempts - dispatch.attempts_made),
+            summary=_summary(dispatch),
         )
         task = asyncio.ensure_future(_quietly(handle))
         self._tasks.append(task)
         return task
+
+    async def _inline_first(self, dispatch: Dispatch) -> None:
+        """Attempt 1 inside the workflow task (no round trip to Temporal when it succeeds);
+        what it did not deliver goes on as a retried activity with the attempts left."""
+        assert self.plan is not None
+        try:
+            done: Dispatched = await workflow.execute_local_activity_method(
+                NotifyActivities.deliver,
+                dispatch.model_copy(update={"inline_ms": self.plan.inline_ms}),
+                # Each send stops itself at inline_ms; this only backs that up.
+                start_to_close_timeout=timedelta(milliseconds=2 * self.plan.inline_ms),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                summary=_summary(dispatch),
+            )
+            tried, untried = done.failed, done.held_back
+        except ActivityError:
+            tried, untried = list(range(len(dispatch.routes))), []
+        for indexes, made in ((tried, 1), (untried, 0)):
+            if indexes and made < dispatch.max_attempts:
+                routes = [dispatch.routes[i] for i in indexes]
+                self._dispatch(dispatch.model_copy(update={"routes": routes, "attempts_made": made}))
 
     async def _update_all(
         self, opened: list[tuple[list[Route], asyncio.Task[Dispatched | None]]], event: NotificationEvent
@@ -165,6 +201,13 @@ class Notifier:
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
+
+
+def _summary(dispatch: Dispatch) -> str:
+    """What Temporal UI shows for the delivery: ``notify db-owners via slack: filed``."""
+    who = ", ".join(dict.fromkeys(r.label for r in dispatch.routes))
+    via = ", ".join(dict.fromkeys(r.channel for r in dispatch.routes))
+    return f"notify {who} via {via}: {dispatch.event.kind.value}"[:100]
 
 
 async def _quietly(handle: Any) -> Dispatched | None:
