@@ -140,6 +140,7 @@ class NotifyActivities:
     async def _try_inline(self, delivery: Delivery, limit_s: float) -> tuple[str, MessageRef | None]:
         channel = delivery.route.channel
         if self._held_back.get(channel, 0.0) > time.monotonic():
+            self._deferred(delivery, "held back")
             return "held back", None
         loop = asyncio.get_running_loop()
         try:
@@ -147,18 +148,25 @@ class NotifyActivities:
             # inline channels take without harm (the webhook's Idempotency-Key).
             kind, ref = await asyncio.wait_for(loop.run_in_executor(self._threads, self._send, delivery), limit_s)
         except _Failed as e:
-            return self._inline_failed(delivery, e.channel_type, e.problem)
+            return self._inline_failed(delivery, e.channel_type, e.problem, "failed")
         except TimeoutError:
             kind = self._senders[channel][0]  # known: an unknown channel fails at once, as _Failed
-            return self._inline_failed(delivery, kind, f"no answer within {limit_s:g}s")
+            return self._inline_failed(delivery, kind, f"no answer within {limit_s:g}s", "no answer in time")
         self._held_back.pop(channel, None)
         self._metrics.notifications_sent.labels(channel=kind, kind=delivery.event.kind.value).inc()
         return "sent", ref
 
-    def _inline_failed(self, delivery: Delivery, channel_type: str, problem: str) -> tuple[str, None]:
+    def _inline_failed(self, delivery: Delivery, channel_type: str, problem: str, why: str) -> tuple[str, None]:
         self._held_back[delivery.route.channel] = time.monotonic() + HOLD_BACK_S
-        self._report(delivery, channel_type, problem, 1, last=delivery.max_attempts <= 1)
+        last = delivery.max_attempts <= 1
+        self._report(delivery, channel_type, problem, 1, last)
+        if not last:
+            self._deferred(delivery, why)
         return "failed", None
+
+    def _deferred(self, delivery: Delivery, why: str) -> None:
+        kind = self._senders.get(delivery.route.channel, ("unknown", None))[0]
+        self._metrics.notifications_deferred.labels(channel=kind, kind=delivery.event.kind.value, why=why).inc()
 
     def _send(self, delivery: Delivery) -> tuple[str, MessageRef | None]:
         found = self._senders.get(delivery.route.channel)

@@ -13,6 +13,8 @@ answers in the Prometheus text format with
     jit_orphans_revoked_total              counter    access the reconciler revoked: its workflow had ended outside jit-access
     jit_notifications_sent_total           counter    notifications delivered, by channel type and event
     jit_notifications_failed_total         counter    notifications given up after their last attempt
+    jit_notifications_deferred_total       counter    first attempts not done inline (failed, no answer in time,
+                                                      channel held back): sent on as retried activities
 
 - then the Temporal SDK's runtime metrics (``temporal_*``: task slots, poll and
   schedule-to-start latencies, sticky cache, ...). The SDK's own Prometheus
@@ -88,6 +90,13 @@ class WorkerMetrics:
             "jit_notifications_sent",
             "Notifications delivered, by channel type and event",
             ["channel", "kind"],
+            registry=self.registry,
+        )
+        self.notifications_deferred = Counter(
+            "jit_notifications_deferred",
+            "Notifications whose inline first attempt did not deliver them (failed, no answer within inline_ms, "
+            "or the channel held back after a failure), sent on as retried activities; by channel type, event, why",
+            ["channel", "kind", "why"],
             registry=self.registry,
         )
         self.notifications_failed = Counter(

@@ -52,13 +52,23 @@ class Broken:
 
     def failed(self) -> dict[str, float]:
         """jit_notifications_failed_total by event kind, for webhook channels, as /metrics shows it."""
-        text = generate_latest(self.metrics.registry).decode()
+        return {labels["kind"]: value for labels, value in self._webhook("jit_notifications_failed_total")}
+
+    def deferred(self) -> dict[tuple[str, str], float]:
+        """jit_notifications_deferred_total by event kind and why, for webhook channels."""
         return {
-            s.labels["kind"]: s.value
+            (labels["kind"], labels["why"]): value
+            for labels, value in self._webhook("jit_notifications_deferred_total")
+        }
+
+    def _webhook(self, name: str) -> list[tuple[dict[str, str], float]]:
+        text = generate_latest(self.metrics.registry).decode()
+        return [
+            (s.labels, s.value)
             for family in text_string_to_metric_families(text)
             for s in family.samples
-            if s.name == "jit_notifications_failed_total" and s.labels.get("channel") == "webhook"
-        }
+            if s.name == name and s.labels.get("channel") == "webhook"
+        ]
 
 
 @pytest.fixture
@@ -145,6 +155,11 @@ async def test_a_grant_is_active_at_once_and_expires_on_time_while_every_channel
         "notify requester via failing, silent, healthy: expired",
     ]
     assert [(done.failed, done.held_back) for _, done in inline] == [([0, 1], []), ([], [0, 1])]
+    assert broken.deferred() == {
+        ("active", "failed"): 1.0,  # the 500
+        ("active", "no answer in time"): 1.0,  # the silent one, past inline_ms
+        ("expired", "held back"): 2.0,  # both, a second after they failed inline
+    }
     retried = sorted((d.event.kind.value, d.route.channel) for d in await deliveries(handle))
     assert retried == [("active", "failing"), ("active", "silent"), ("expired", "failing"), ("expired", "silent")]
 
