@@ -125,6 +125,9 @@ class ChaosStack:
             "JIT_WORKER_STICKY_TIMEOUT_S": str(self.sticky_timeout_s),
             # Workflows terminated through Temporal (the OUTSIDE scenarios) are found this fast.
             "JIT_RECONCILE_INTERVAL_S": "5",
+            # As `make run`: every event to the console, its first attempt inline in the workflow
+            # task, so crashes land mid-delivery too.
+            "JIT_NOTIFICATIONS_PATH": str(ROOT / "config" / "notifications.yaml"),
             "PYTHONUNBUFFERED": "1",
         }
         self.temporal = Child(
