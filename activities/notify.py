@@ -9,9 +9,9 @@ and is given up; the others are delivered once.
 For console and webhook routes the workflow makes attempt 1 a local activity
 (``Dispatch.inline_ms`` set): sent at once, each route for at most that long,
 and what fails comes back in ``Dispatched.failed`` for the retried activity
-instead of raising. A channel that failed inline is held back from inline
-attempts for ``HOLD_BACK_S`` in this worker, so one that is down holds a
-workflow task up once, not at every event.
+instead of raising. A channel that failed inline, or answered in more than half
+its time, is held back from inline attempts for ``HOLD_BACK_S`` in this worker,
+so one that is down or slow holds a workflow task up once, not at every event.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from core.notify_config import ConsoleChannel, EmailChannel, NotificationConfig,
 from core.notify_models import Delivery, Dispatch, Dispatched, MessageRef
 
 log = logging.getLogger("jit.worker.notify")
-# A channel that failed an inline attempt is not tried inline again for this long (per
-# worker): its deliveries go straight to the retried activity, never holding a workflow task.
+# A channel that failed an inline attempt, or answered slowly, is not tried inline again for
+# this long (per worker): its deliveries go straight to the retried activity.
 HOLD_BACK_S = 60.0
 
 
@@ -143,6 +143,7 @@ class NotifyActivities:
             self._deferred(delivery, "held back")
             return "held back", None
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         try:
             # On timeout the send goes on in its thread; the retry may repeat it, which
             # inline channels take without harm (the webhook's Idempotency-Key).
@@ -152,7 +153,12 @@ class NotifyActivities:
         except TimeoutError:
             kind = self._senders[channel][0]  # known: an unknown channel fails at once, as _Failed
             return self._inline_failed(delivery, kind, f"no answer within {limit_s:g}s", "no answer in time")
-        self._held_back.pop(channel, None)
+        if time.monotonic() - started > limit_s / 2:
+            # Delivered, but slowly: this channel's next events go to activities for a while
+            # rather than hold workflow tasks up this long each.
+            self._held_back[channel] = time.monotonic() + HOLD_BACK_S
+        else:
+            self._held_back.pop(channel, None)
         self._metrics.notifications_sent.labels(channel=kind, kind=delivery.event.kind.value).inc()
         return "sent", ref
 

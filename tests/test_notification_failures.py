@@ -217,3 +217,46 @@ async def test_deliveries_hanging_on_a_channel_never_take_the_threads_that_end_g
                 finally:
                     api.should_exit = True
                     await task
+
+
+async def test_a_slow_channel_is_held_back_from_inline_attempts(
+    dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A receiver that answers, but in 1.2 s: more than half of inline_ms (2 s). The "active"
+    # message is delivered inline; the channel is then held back, so "expired" goes as an
+    # activity instead of holding the workflow task that ends the grant up another 1.2 s.
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    with receiving(SECRET, answer_after_s=1.2) as slow:
+        config = tmp_path / "notifications.yaml"
+        channel = {"type": "webhook", "url": slow.url, "secret_env": SECRET_ENV, "timeout_s": 10}
+        routes = [{"audience": "requester", "to": ["slow"]}]
+        config.write_text(json.dumps({"channels": {"slow": channel}, "routes": routes, "inline_ms": 2000}))
+        settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
+        client = await connect(settings)
+        metrics = WorkerMetrics()
+        with ThreadPoolExecutor(max_workers=4) as executor:
+            async with build_worker(client, settings, executor, metrics):
+                api, task, base_url = await serve_api(settings)
+                try:
+                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                        stack = Stack(settings, client, http, base_url, api.config.app)
+                        alice = stack.auth("alice", "engineers")
+                        body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-502: slow hook"}
+                        created = await http.post("/v1/requests", json=body, headers=alice)
+                        assert created.status_code == 201 and created.json()["status"] == "active", created.text
+                        handle = client.get_workflow_handle_for(
+                            AccessRequestWorkflow.run, workflow_id(created.json()["id"])
+                        )
+                        assert (await handle.result()).status == "expired"
+                finally:
+                    api.should_exit = True
+                    await task
+        inline = await inline_deliveries(handle)
+        assert [(summary, done.failed, done.held_back) for summary, done in inline] == [
+            ("notify requester via slow: active", [], []),  # delivered there, slowly
+            ("notify requester via slow: expired", [], [0]),
+        ]
+        assert [(d.event.kind.value, d.route.channel) for d in await deliveries(handle)] == [("expired", "slow")]
+        assert sorted(slow.attempts.values()) == [1, 1]  # each delivered once
+        text = generate_latest(metrics.registry).decode()
+        assert 'jit_notifications_deferred_total{channel="webhook",kind="expired",why="held back"} 1.0' in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -70,13 +71,15 @@ class Receiver:
 
 
 @contextmanager
-def receiving(secret: str, status: int = 204) -> Iterator[Receiver]:
+def receiving(secret: str, status: int = 204, answer_after_s: float = 0) -> Iterator[Receiver]:
+    """``answer_after_s``: a slow receiver, answering each POST that long after it came."""
     receiver = Receiver(secret, status)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             code = receiver.handle(dict(self.headers.items()), body)
+            time.sleep(answer_after_s)  # the receiver's own latency, not a wait in the test
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
