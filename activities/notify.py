@@ -151,8 +151,8 @@ class NotifyActivities:
         except _Failed as e:
             return self._inline_failed(delivery, e.channel_type, e.problem, "failed")
         except TimeoutError:
-            kind = self._senders[channel][0]  # known: an unknown channel fails at once, as _Failed
-            return self._inline_failed(delivery, kind, f"no answer within {limit_s:g}s", "no answer in time")
+            problem = f"no answer within {limit_s:g}s"
+            return self._inline_failed(delivery, self._type_of(channel), problem, "no answer in time")
         if time.monotonic() - started > limit_s / 2:
             # Delivered, but slowly: this channel's next events go to activities for a while
             # rather than hold workflow tasks up this long each.
@@ -171,8 +171,11 @@ class NotifyActivities:
         return "failed", None
 
     def _deferred(self, delivery: Delivery, why: str) -> None:
-        kind = self._senders.get(delivery.route.channel, ("unknown", None))[0]
+        kind = self._type_of(delivery.route.channel)
         self._metrics.notifications_deferred.labels(channel=kind, kind=delivery.event.kind.value, why=why).inc()
+
+    def _type_of(self, channel: str) -> str:
+        return self._senders[channel][0] if channel in self._senders else "unknown"
 
     def _send(self, delivery: Delivery) -> tuple[str, MessageRef | None]:
         found = self._senders.get(delivery.route.channel)

@@ -95,7 +95,8 @@ class WorkerMetrics:
         self.notifications_deferred = Counter(
             "jit_notifications_deferred",
             "Notifications whose inline first attempt did not deliver them (failed, no answer within inline_ms, "
-            "or the channel held back after a failure), sent on as retried activities; by channel type, event, why",
+            "or the channel held back after a failure or a slow answer), sent on as retried activities; "
+            "by channel type, event, why",
             ["channel", "kind", "why"],
             registry=self.registry,
         )

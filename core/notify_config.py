@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -25,12 +25,6 @@ Seconds = Annotated[int, BeforeValidator(parse_duration)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="the name of an environment variable")]
 
 
-# Channels whose first attempt may run inline (core/notify_models.Route.inline): local or
-# fast, and a repeat is harmless. Slack and SMTP take hundreds of milliseconds and a
-# repeat would post twice, so they are always retried activities.
-INLINE_CHANNELS = ("console", "webhook")
-
-
 class NotifyConfigError(ValueError):
     pass
 
@@ -39,12 +33,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ConsoleChannel(_Strict):
+class _ChannelType(_Strict):
+    """What each type of channel is, beside its settings: ``per_person``, a requester's
+    messages need their address (from ``users``); ``inline``, attempt 1 may run inside the
+    workflow task (core/notify_models.Route.inline): the channel answers in milliseconds and
+    takes a repeat without harm. Slack and SMTP take hundreds of milliseconds, and a repeat
+    would post twice, so theirs are always retried activities."""
+
+    per_person: ClassVar[bool] = False
+    inline: ClassVar[bool] = False
+
+
+class ConsoleChannel(_ChannelType):
     type: Literal["console"]
+    inline: ClassVar[bool] = True
 
 
-class SlackChannel(_Strict):
+class SlackChannel(_ChannelType):
     type: Literal["slack"]
+    per_person: ClassVar[bool] = True
     token_env: EnvName = "JIT_SLACK_BOT_TOKEN"  # noqa: S105 - a variable name
     signing_secret_env: EnvName = "JIT_SLACK_SIGNING_SECRET"  # noqa: S105 - a variable name
     # Slack's Web API; another URL only for a test double or a proxy.
@@ -52,8 +59,9 @@ class SlackChannel(_Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class EmailChannel(_Strict):
+class EmailChannel(_ChannelType):
     type: Literal["email"]
+    per_person: ClassVar[bool] = True
     host: str
     port: int = Field(default=587, gt=0, lt=65536)
     starttls: bool = True
@@ -63,8 +71,9 @@ class EmailChannel(_Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class WebhookChannel(_Strict):
+class WebhookChannel(_ChannelType):
     type: Literal["webhook"]
+    inline: ClassVar[bool] = True  # receivers drop a repeat by its Idempotency-Key
     url: str = Field(pattern=r"^https?://")
     secret_env: EnvName
     timeout_s: float = Field(default=10.0, gt=0)
@@ -191,10 +200,10 @@ class NotificationConfig(_Strict):
         )
 
     def _inline(self, channel: str) -> bool:
-        return self.inline_ms > 0 and self.channels[channel].type in INLINE_CHANNELS
+        return self.inline_ms > 0 and self.channels[channel].inline
 
     def _needs_address(self, channel: str) -> bool:
-        return self.channels[channel].type in ("slack", "email")
+        return self.channels[channel].per_person
 
     def _address(self, channel: str, sub: str) -> str | None:
         kind = self.channels[channel].type

@@ -196,6 +196,6 @@ class Dispatched(BaseModel):
 
     refs: list[MessageRef | None]
     # Inline attempts only, for the retried activity: routes (indexes) tried and not
-    # delivered, and routes not tried (their channel failed inline moments ago).
+    # delivered, and routes not tried (their channel failed, or was slow, inline lately).
     failed: list[int] = Field(default_factory=list)
     held_back: list[int] = Field(default_factory=list)
