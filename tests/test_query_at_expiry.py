@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -67,6 +68,15 @@ async def grant_timers(handle: WorkflowHandle[AccessRequestWorkflow, AccessReque
     )
 
 
+async def stalls(handle: WorkflowHandle[AccessRequestWorkflow, AccessRequestView]) -> list[str]:
+    """Where a late grant's time went: its workflow tasks that timed out or failed, when."""
+    return [
+        f"{EventType.Name(e.event_type)} at {e.event_time.ToDatetime():%H:%M:%S.%f}"
+        async for e in handle.fetch_history_events()
+        if e.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+    ]
+
+
 async def check(
     client: Client, settings: Settings, handles: list[WorkflowHandle[AccessRequestWorkflow, AccessRequestView]]
 ) -> None:
@@ -80,7 +90,7 @@ async def check(
         assert await grant_timers(handle) == 1
         row = store.lookup(view.id)
         assert row is not None and row.revoked_at is not None
-        assert row.revoked_at < view.expires_at + (view.expires_at - view.activated_at)
+        assert row.revoked_at < view.expires_at + (view.expires_at - view.activated_at), await stalls(handle)
         await replayer.replay_workflow(await handle.fetch_history())
 
 
@@ -94,12 +104,13 @@ async def run_grants(
     return handles
 
 
-def settings_for(client: Client, tmp_path: Path, cached: int) -> Settings:
+def settings_for(client: Client, tmp_path: Path, cached: int, **more: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "data",
         task_queue=f"query-expiry-{uuid.uuid4()}",
         worker_max_cached_workflows=cached,
+        **more,
     )
 
 
@@ -123,7 +134,9 @@ async def test_queries_at_expiry_with_a_cache_smaller_than_the_grants(
 
 async def test_queries_at_expiry_across_worker_restarts(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
     client = dev_env.client
-    settings = settings_for(client, tmp_path, cached=1000)
+    # Restarts are the fault injected here, forty of them: a task left on a stopped worker's
+    # sticky queue waits 1 s for it, not the default 10 s (as in the chaos stack).
+    settings = settings_for(client, tmp_path, cached=1000, worker_sticky_timeout_s=1)
     async with worker(client, settings):
         handles = await run_grants(client, settings)
         for h in handles:
