@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,42 +72,46 @@ class Broken:
         ]
 
 
+@asynccontextmanager
+async def stack_with(
+    dev_env: WorkflowEnvironment, tmp_path: Path, notifications: dict[str, Any], threads: int
+) -> AsyncIterator[tuple[Stack, WorkerMetrics]]:
+    """A worker (``threads`` lifecycle threads) and the API, notifying as ``notifications`` says."""
+    config = tmp_path / "notifications.yaml"
+    config.write_text(json.dumps(notifications))
+    settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
+    client = await connect(settings)
+    metrics = WorkerMetrics()
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        async with build_worker(client, settings, executor, metrics):
+            api, task, base_url = await serve_api(settings)
+            try:
+                async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                    yield Stack(settings, client, http, base_url, api.config.app), metrics
+            finally:
+                api.should_exit = True
+                await task
+
+
 @pytest.fixture
 async def broken(
     dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Broken]:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     with receiving(SECRET, status=500) as failing, silent() as hole, receiving(SECRET) as healthy:
-        config = tmp_path / "notifications.yaml"
         channel = {"type": "webhook", "secret_env": SECRET_ENV, "timeout_s": 1}
-        config.write_text(
-            json.dumps(
-                {
-                    "channels": {
-                        "failing": {**channel, "url": failing.url},
-                        "silent": {**channel, "url": hole.url},
-                        "healthy": {**channel, "url": healthy.url},
-                    },
-                    "routes": [{"audience": "requester", "to": ["failing", "silent", "healthy"]}],
-                    "max_attempts": MAX_ATTEMPTS,
-                    "give_up_after": "60s",
-                }
-            )
-        )
-        settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
-        client = await connect(settings)
-        metrics = WorkerMetrics()
-        with ThreadPoolExecutor(max_workers=8) as executor:
-            async with build_worker(client, settings, executor, metrics):
-                api, task, base_url = await serve_api(settings)
-                try:
-                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                        yield Broken(
-                            Stack(settings, client, http, base_url, api.config.app), metrics, failing, hole, healthy
-                        )
-                finally:
-                    api.should_exit = True
-                    await task
+        notifications = {
+            "channels": {
+                "failing": {**channel, "url": failing.url},
+                "silent": {**channel, "url": hole.url},
+                "healthy": {**channel, "url": healthy.url},
+            },
+            "routes": [{"audience": "requester", "to": ["failing", "silent", "healthy"]}],
+            "max_attempts": MAX_ATTEMPTS,
+            "give_up_after": "60s",
+        }
+        async with stack_with(dev_env, tmp_path, notifications, threads=8) as (stack, metrics):
+            yield Broken(stack, metrics, failing, hole, healthy)
 
 
 async def test_a_grant_is_active_at_once_and_expires_on_time_while_every_channel_fails(broken: Broken) -> None:
@@ -173,50 +178,41 @@ async def test_deliveries_hanging_on_a_channel_never_take_the_threads_that_end_g
     monkeypatch.setenv(SECRET_ENV, SECRET)
     hang_s, grants = 25, 2
     with silent() as hole:
-        config = tmp_path / "notifications.yaml"
         channel = {"type": "webhook", "url": hole.url, "secret_env": SECRET_ENV, "timeout_s": hang_s}
-        routes = [{"audience": "requester", "to": ["silent"]}]
         # Every delivery an activity (inline_ms 0): what is tested here is where activities send.
-        config.write_text(
-            json.dumps({"channels": {"silent": channel}, "routes": routes, "max_attempts": 1, "inline_ms": 0})
-        )
-        settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
-        client = await connect(settings)
-        with ThreadPoolExecutor(max_workers=grants) as executor:
-            async with build_worker(client, settings, executor):
-                api, task, base_url = await serve_api(settings)
-                try:
-                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                        stack = Stack(settings, client, http, base_url, api.config.app)
-                        alice = stack.auth("alice", "engineers")
-                        body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-501: Slack hangs"}
-                        ids = []
-                        for _ in range(grants):
-                            created = await http.post("/v1/requests", json=body, headers=alice)
-                            assert created.status_code == 201 and created.json()["status"] == "active", created.text
-                            ids.append(created.json()["id"])
+        notifications = {
+            "channels": {"silent": channel},
+            "routes": [{"audience": "requester", "to": ["silent"]}],
+            "max_attempts": 1,
+            "inline_ms": 0,
+        }
+        async with stack_with(dev_env, tmp_path, notifications, threads=grants) as (stack, _):
+            alice = stack.auth("alice", "engineers")
+            body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-501: Slack hangs"}
+            ids = []
+            for _ in range(grants):
+                created = await stack.http.post("/v1/requests", json=body, headers=alice)
+                assert created.status_code == 201 and created.json()["status"] == "active", created.text
+                ids.append(created.json()["id"])
 
-                        # Every grant's "active" message is hanging on the channel.
-                        async def hanging() -> bool:
-                            return len(hole.attempts) == grants
+            # Every grant's "active" message is hanging on the channel.
+            async def hanging() -> bool:
+                return len(hole.attempts) == grants
 
-                        await wait_until(hanging, timeout=30, what="deliveries to hang")
-                        for rid in ids:
+            await wait_until(hanging, timeout=30, what="deliveries to hang")
+            for rid in ids:
 
-                            async def ended(rid: str = rid) -> dict[str, Any] | None:
-                                response = await http.get(f"/v1/requests/{rid}", headers=alice)
-                                assert response.status_code in (200, 503), response.text
-                                view = response.json()
-                                return view if view.get("status") == "expired" else None
+                async def ended(rid: str = rid) -> dict[str, Any] | None:
+                    response = await stack.http.get(f"/v1/requests/{rid}", headers=alice)
+                    assert response.status_code in (200, 503), response.text
+                    view = response.json()
+                    return view if view.get("status") == "expired" else None
 
-                            view = await wait_until(ended, timeout=60, what="the grant to expire")
-                            late = datetime.fromisoformat(view["ended_at"]) - datetime.fromisoformat(view["expires_at"])
-                            # On time, not after a hanging delivery gave up.
-                            assert late < timedelta(seconds=hang_s / 2), (rid, late)
-                        hole.hang_up()  # the workers stop without waiting out the hanging deliveries
-                finally:
-                    api.should_exit = True
-                    await task
+                view = await wait_until(ended, timeout=60, what="the grant to expire")
+                late = datetime.fromisoformat(view["ended_at"]) - datetime.fromisoformat(view["expires_at"])
+                # On time, not after a hanging delivery gave up.
+                assert late < timedelta(seconds=hang_s / 2), (rid, late)
+            hole.hang_up()  # the workers stop without waiting out the hanging deliveries
 
 
 async def test_a_slow_channel_is_held_back_from_inline_attempts(
@@ -227,30 +223,18 @@ async def test_a_slow_channel_is_held_back_from_inline_attempts(
     # activity instead of holding the workflow task that ends the grant up another 1.2 s.
     monkeypatch.setenv(SECRET_ENV, SECRET)
     with receiving(SECRET, answer_after_s=1.2) as slow:
-        config = tmp_path / "notifications.yaml"
-        channel = {"type": "webhook", "url": slow.url, "secret_env": SECRET_ENV, "timeout_s": 10}
-        routes = [{"audience": "requester", "to": ["slow"]}]
-        config.write_text(json.dumps({"channels": {"slow": channel}, "routes": routes, "inline_ms": 2000}))
-        settings = make_settings(dev_env.client, tmp_path / "data", notifications_path=config)
-        client = await connect(settings)
-        metrics = WorkerMetrics()
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            async with build_worker(client, settings, executor, metrics):
-                api, task, base_url = await serve_api(settings)
-                try:
-                    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-                        stack = Stack(settings, client, http, base_url, api.config.app)
-                        alice = stack.auth("alice", "engineers")
-                        body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-502: slow hook"}
-                        created = await http.post("/v1/requests", json=body, headers=alice)
-                        assert created.status_code == 201 and created.json()["status"] == "active", created.text
-                        handle = client.get_workflow_handle_for(
-                            AccessRequestWorkflow.run, workflow_id(created.json()["id"])
-                        )
-                        assert (await handle.result()).status == "expired"
-                finally:
-                    api.should_exit = True
-                    await task
+        notifications = {
+            "channels": {"slow": {"type": "webhook", "url": slow.url, "secret_env": SECRET_ENV, "timeout_s": 10}},
+            "routes": [{"audience": "requester", "to": ["slow"]}],
+            "inline_ms": 2000,
+        }
+        async with stack_with(dev_env, tmp_path, notifications, threads=4) as (stack, metrics):
+            alice = stack.auth("alice", "engineers")
+            body = {"resource": LOGS, "action": "read", "duration": "2", "reason": "INC-502: slow hook"}
+            created = await stack.http.post("/v1/requests", json=body, headers=alice)
+            assert created.status_code == 201 and created.json()["status"] == "active", created.text
+            handle = stack.client.get_workflow_handle_for(AccessRequestWorkflow.run, workflow_id(created.json()["id"]))
+            assert (await handle.result()).status == "expired"
         inline = await inline_deliveries(handle)
         assert [(summary, done.failed, done.held_back) for summary, done in inline] == [
             ("notify requester via slow: active", [], []),  # delivered there, slowly
