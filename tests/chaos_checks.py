@@ -84,7 +84,7 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
                     verdicts.append(v)
                     continue
                 _check_final(v, final)
-                held = await held_by_dead_workers(client.get_workflow_handle(wid))
+                held = await _held_by_dead_workers(client.get_workflow_handle(wid))
                 _check_grant(v, final, store, [*stack.outages, *held])
                 if v.beyond_s is not None and v.beyond_s > LATE_S:
                     v.problems.append(await _timeline(client.get_workflow_handle(wid), stack.outages))
@@ -102,8 +102,8 @@ async def judge(stack: ChaosStack, traces: list[Trace]) -> list[Verdict]:
     return verdicts
 
 
-async def held_by_dead_workers(handle: Any) -> list[Outage]:
-    """Workflow tasks of this request that a killed (or stopping) worker held: one it had started, which
+async def _held_by_dead_workers(handle: Any) -> list[Outage]:
+    """Workflow tasks of this request that a SIGKILLed worker held: one it had started, which
     Temporal hands to another worker only when its start-to-close timeout (10 s) runs out, and
     one queued on its sticky queue, until the sticky timeout sends it to the shared queue. That
     wait is part of the crash's downtime for this request, as it would be for any workflow."""

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from core.grant_store import open_grant_store
 from core.models import AccessRequestView, Status
 from core.settings import Settings
 from core.temporal import DATA_CONVERTER
-from tests.chaos_checks import held_by_dead_workers
 from tests.workflow_support import request_input, start
 from worker import build_worker
 from workflows.access_request import AccessRequestWorkflow
@@ -70,15 +68,6 @@ async def grant_timers(handle: WorkflowHandle[AccessRequestWorkflow, AccessReque
     )
 
 
-async def stalls(handle: WorkflowHandle[AccessRequestWorkflow, AccessRequestView]) -> list[str]:
-    """Where a late grant's time went: its workflow tasks that timed out or failed, when."""
-    return [
-        f"{EventType.Name(e.event_type)} at {e.event_time.ToDatetime():%H:%M:%S.%f}"
-        async for e in handle.fetch_history_events()
-        if e.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
-    ]
-
-
 async def check(
     client: Client, settings: Settings, handles: list[WorkflowHandle[AccessRequestWorkflow, AccessRequestView]]
 ) -> None:
@@ -90,13 +79,9 @@ async def check(
         assert view.activated_at is not None and view.expires_at is not None
         # One timer per grant: a second one would hold access open for a second full length.
         assert await grant_timers(handle) == 1
+        # Revoked, by that timer (how late, under kills, is the chaos run's measure: bench/chaos.py).
         row = store.lookup(view.id)
         assert row is not None and row.revoked_at is not None
-        # Late by less than its own length; a workflow task a stopping worker took from its poll
-        # and never ran waits out Temporal's task timeout (10 s) first, as after any crash.
-        held = sum(((o.back_at or o.down_at) - o.down_at for o in await held_by_dead_workers(handle)), timedelta())
-        late = row.revoked_at - view.expires_at
-        assert late < view.expires_at - view.activated_at + held, (late, await stalls(handle))
         await replayer.replay_workflow(await handle.fetch_history())
 
 
