@@ -25,7 +25,6 @@ from activities.audit import AuditActivities
 from activities.clock import read_clock
 from activities.grants import GrantActivities
 from activities.notify import NotifyActivities
-from activities.provisioners.postgres_config import load_password_secret
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
 from core.audit_anchors import ensure_anchor_schedule
@@ -36,6 +35,7 @@ from core.grants import GrantStore
 from core.logging import setup_logging
 from core.metrics import MetricsServer, WorkerMetrics, free_loopback_port, sdk_runtime, watch_gauges
 from core.notify_config import load_notifications
+from core.provisioners.postgres_config import load_password_secret
 from core.reconcile_schedule import ensure_reconcile_schedule
 from core.settings import Settings, get_settings
 from core.temporal import connect

@@ -28,15 +28,14 @@ from activities.provisioners.base import (
     Heartbeat,
     NoneProvisioner,
     Provisioner,
-    ProvisionerConfigError,
-    ProvisionerError,
-    RevokedBeforeGrantError,
     RevokeOutcome,
     no_heartbeat,
 )
 from activities.provisioners.postgres import PostgresProvisioner
 from activities.provisioners.webhook import WebhookProvisioner
+from core import provisioners
 from core.metrics import WorkerMetrics
+from core.provisioners.errors import ProvisionerConfigError, ProvisionerError, RevokedBeforeGrantError
 
 
 class ExtendProvisionInput(BaseModel):
@@ -76,6 +75,10 @@ class ProvisioningActivities:
             ),
             **(extra or {}),
         }
+        # A type the catalog accepts but this worker cannot build fails here, at start, not at a grant.
+        missing = set(provisioners.SETTINGS) - set(self._factories)
+        if missing:
+            raise ProvisionerConfigError(f"no provisioner for type(s) {', '.join(sorted(missing))}")
         self._is_revoked = is_revoked
         self._metrics = metrics or WorkerMetrics()
 

@@ -18,11 +18,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from activities.provisioners import postgres_config
-from activities.provisioners.base import ProvisionerConfigError
-from activities.provisioners.webhook import WebhookSettings
+from core import provisioners
 from core.durations import DurationError, parse_duration
 from core.models import ResourcePolicy
+from core.provisioners.errors import ProvisionerConfigError
 
 
 def _duration(value: object) -> int:
@@ -120,16 +119,10 @@ class CatalogEntry(BaseModel):
     @field_validator("provisioner")
     @classmethod
     def _known_provisioner(cls, value: dict[str, Any]) -> dict[str, Any]:
-        kind = value.get("type", "none") if value else "none"
-        if kind == "postgres":
-            try:
-                postgres_config.parse_settings(value)
-            except ProvisionerConfigError as e:
-                raise ValueError(str(e)) from e
-        elif kind == "webhook":
-            WebhookSettings.model_validate(value)
-        elif kind != "none":
-            raise ValueError(f"provisioner type must be postgres, webhook or none, not {kind!r}")
+        try:
+            provisioners.check(value)
+        except ProvisionerConfigError as e:
+            raise ValueError(str(e)) from e
         return value
 
     @model_validator(mode="after")

@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from activities.provisioners.postgres_config import scram_verifier
+from core.provisioners.postgres_config import scram_verifier
 from core.settings import Settings
 from devstack.demo_db_banner import banner, catalog_targets
 from devstack.demo_db_names import ADMIN, DBNAME, HOST

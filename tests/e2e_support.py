@@ -28,7 +28,7 @@ import yaml
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from activities.provisioners.postgres_config import role_prefix
+from core.provisioners.postgres_config import role_prefix
 from core.settings import Settings
 from core.temporal import connect
 from tests.conftest import TEST_CATALOG, Stack, serve_api

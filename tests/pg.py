@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from activities.provisioners.postgres_config import role_prefix
+from core.provisioners.postgres_config import role_prefix
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.provisioners.postgres_config import role_name
 from cli.wait import StatusLine
+from core.provisioners.postgres_config import role_name
 from tests.conftest import Stack, running_stack
 from tests.e2e_support import write_catalog
 from tests.pg import pg_cluster, pg_db  # noqa: F401

@@ -28,7 +28,7 @@ import yaml
 
 from activities.provisioners.base import GrantSpec
 from activities.provisioners.postgres import PostgresProvisioner
-from activities.provisioners.postgres_config import derive_password, role_name
+from core.provisioners.postgres_config import derive_password, role_name
 from devstack.demo_db import PASSWORD_FILE
 from devstack.demo_db_banner import banner, catalog_targets
 from tests.conftest import free_port

@@ -140,6 +140,14 @@ def test_invalid_catalog_names_line(setup) -> None:
         ),
         ("approvals_required: 1", "2: resources.0", "needs at least one approver group"),
         ("approvals_required: 0\n    max_duration: 2h", "6: ", "'max_duration' is given twice"),
+        # The provisioner block is checked as the worker will read it, naming the field.
+        ("provisioner: {type: ftp}", "5: resources.0.provisioner", "type must be one of none, postgres, webhook"),
+        ("provisioner: {type: postgres, dsn_env: X}", "5: resources.0.provisioner", "postgres provisioner: tables"),
+        (
+            "provisioner: {type: webhook, url: 'https://u:p@h/x', secret_env: S}",
+            "5: resources.0.provisioner",
+            "webhook provisioner: url: must not carry credentials",
+        ),
     ],
 )
 def test_catalog_rules(tmp_path: Path, entry: str, where: str, message: str) -> None:

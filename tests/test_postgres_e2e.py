@@ -18,10 +18,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.provisioners.postgres_config import role_name, role_prefix
 from cli.client import CliError
 from cli.psql import psql_command
 from core.models import AccessRequestView, Status
+from core.provisioners.postgres_config import role_name, role_prefix
 from core.temporal import workflow_id
 from tests.conftest import Stack, make_settings
 from tests.e2e_support import (

@@ -13,15 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from activities.provisioners.base import (
-    GrantGoneError,
-    GrantSpec,
-    ProvisionerConfigError,
-    ProvisionerError,
-    RevokedBeforeGrantError,
-)
+from activities.provisioners.base import GrantSpec
 from activities.provisioners.postgres import PostgresProvisioner, credentials_for
-from activities.provisioners.postgres_config import (
+from core.provisioners.errors import GrantGoneError, ProvisionerConfigError, ProvisionerError, RevokedBeforeGrantError
+from core.provisioners.postgres_config import (
     derive_password,
     load_password_secret,
     role_name,

@@ -12,9 +12,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
 from activities.provisioners.postgres import PostgresProvisioner
-from activities.provisioners.postgres_config import derive_password, role_prefix
 from activities.provisioning import DeprovisionInput, ExtendProvisionInput, ProvisioningActivities
 from core.grants import SqliteGrantStore
+from core.provisioners.postgres_config import derive_password, role_prefix
 from tests.pg import PgDatabase, pg_cluster, pg_db  # noqa: F401
 
 DSN_ENV = "JIT_TEST_ADMIN_DSN"

@@ -22,9 +22,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.provisioners.base import GrantOutcome, GrantSpec, ProvisionerConfigError, RevokeOutcome
+from activities.provisioners.base import GrantOutcome, GrantSpec, RevokeOutcome
 from activities.provisioners.webhook import WebhookProvisioner
 from activities.provisioning import DeprovisionInput, ProvisioningActivities
+from core.provisioners.errors import ProvisionerConfigError
 from tests.conftest import free_port
 
 SECRET_ENV = "JIT_TEST_WEBHOOK_SECRET"

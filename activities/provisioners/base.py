@@ -11,7 +11,7 @@ Temporal at any time:
   whether any access of the request is left.
 
 Outcomes go into Temporal history: they name principals, never a secret.
-Failures that retrying cannot fix raise :class:`ProvisionerError`; anything
+Failures that retrying cannot fix raise ``core.provisioners.errors.ProvisionerError``; anything
 else (connection refused, lock timeout) is left to Temporal's retries.
 """
 
@@ -22,6 +22,8 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import AwareDatetime, BaseModel, Field
+
+from core import provisioners
 
 # activity.heartbeat, or a no-op outside an activity.
 Heartbeat = Callable[..., None]
@@ -48,7 +50,7 @@ class GrantSpec(BaseModel):
 
     @property
     def provisioner(self) -> str:
-        return str(self.settings.get("type", "none"))
+        return provisioners.type_of(self.settings)
 
 
 class GrantOutcome(BaseModel):
@@ -67,22 +69,6 @@ class RevokeOutcome(BaseModel):
     removed: list[str] = Field(default_factory=list)
     sessions_terminated: int = 0
     already_gone: bool = False
-
-
-class ProvisionerError(Exception):
-    """Retrying will not help: bad catalog settings, a missing table, a refused privilege."""
-
-
-class ProvisionerConfigError(ProvisionerError):
-    """The ``provisioner:`` block or the worker's environment is wrong."""
-
-
-class GrantGoneError(ProvisionerError):
-    """Extend found no live grant to extend (revoked, or never made)."""
-
-
-class RevokedBeforeGrantError(ProvisionerError):
-    """The request was revoked (rolled back) before this grant attempt ran."""
 
 
 @runtime_checkable

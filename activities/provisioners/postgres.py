@@ -24,17 +24,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from activities.provisioners.base import (
-    GrantGoneError,
-    GrantOutcome,
-    GrantSpec,
-    Heartbeat,
-    ProvisionerError,
-    RevokedBeforeGrantError,
-    RevokeOutcome,
-    no_heartbeat,
-)
-from activities.provisioners.postgres_config import (
+from activities.provisioners.base import GrantOutcome, GrantSpec, Heartbeat, RevokeOutcome, no_heartbeat
+from core.provisioners.errors import GrantGoneError, ProvisionerError, RevokedBeforeGrantError
+from core.provisioners.postgres_config import (
     ROLE_PREFIX,
     admin_dsn,
     credentials_for,

@@ -32,41 +32,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from temporalio.exceptions import ApplicationError
 
-from activities.provisioners.base import (
-    GrantOutcome,
-    GrantSpec,
-    Heartbeat,
-    ProvisionerConfigError,
-    RevokeOutcome,
-    no_heartbeat,
-)
+from activities.provisioners.base import GrantOutcome, GrantSpec, Heartbeat, RevokeOutcome, no_heartbeat
+from core.provisioners.errors import ProvisionerConfigError
+from core.provisioners.webhook_config import parse_settings
 
 Event = Literal["grant", "extend", "revoke"]
 _RETRYABLE_4XX = {408, 425, 429}
 _GONE = {404, 410}
 _MAX_RETRY_AFTER_S = 300
-
-
-class WebhookSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["webhook"] = "webhook"
-    url: str
-    secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials: it is stored in workflow history")
-        return value
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -102,12 +77,7 @@ class WebhookProvisioner:
         heartbeat: Heartbeat = no_heartbeat,
         transport: httpx.BaseTransport | None = None,
     ):
-        try:
-            self._cfg = WebhookSettings.model_validate(dict(settings))
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ProvisionerConfigError(f"webhook provisioner: {where + ': ' if where else ''}{first['msg']}") from e
+        self._cfg = parse_settings(settings)
         env = os.environ if environ is None else environ
         secret = env.get(self._cfg.secret_env)
         if not secret:

@@ -7,8 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
-from activities.provisioners.base import ProvisionerConfigError
-from activities.provisioners.postgres_config import credentials_for, load_password_secret
 from api import errors, listing
 from api.deps import CurrentUser, Engine, Grants, Keys, Requests, SettingsDep
 from api.openapi_errors import SIGNED_IN, documented
@@ -28,6 +26,8 @@ from api.schemas import (
 from core import access_tokens
 from core.catalog import CatalogEntry
 from core.models import AccessRequestView, Status
+from core.provisioners.errors import ProvisionerConfigError
+from core.provisioners.postgres_config import credentials_for, load_password_secret
 from core.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["requests"])

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from activities.provisioners.base import ProvisionerConfigError
+from core.provisioners.errors import ProvisionerConfigError, config_error
 
 ROLE_PREFIX = "jit_"
 PASSWORD_SECRET_FILE = "pg-password.key"  # noqa: S105 (a file name)
@@ -103,9 +103,7 @@ def parse_settings(settings: Mapping[str, Any]) -> PostgresSettings:
     try:
         return PostgresSettings.model_validate(dict(settings))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProvisionerConfigError(f"postgres provisioner: {where + ': ' if where else ''}{first['msg']}") from e
+        raise config_error("postgres", e) from e
 
 
 # -- names and secrets (pure: the API uses these without a database) ---------
