@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.provisioners.errors import ProvisionerConfigError, config_error
+from core.provisioners.errors import ProvisionerConfigError, parse_block
 
 ROLE_PREFIX = "jit_"
 PASSWORD_SECRET_FILE = "pg-password.key"  # noqa: S105 (a file name)
@@ -100,10 +100,7 @@ class PostgresSettings(BaseModel):
 
 
 def parse_settings(settings: Mapping[str, Any]) -> PostgresSettings:
-    try:
-        return PostgresSettings.model_validate(dict(settings))
-    except ValidationError as e:
-        raise config_error("postgres", e) from e
+    return parse_block("postgres", PostgresSettings, settings)
 
 
 # -- names and secrets (pure: the API uses these without a database) ---------

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.provisioners.errors import config_error
+from core.provisioners.errors import parse_block
 
 
 class WebhookSettings(BaseModel):
@@ -31,7 +31,4 @@ class WebhookSettings(BaseModel):
 
 
 def parse_settings(settings: Mapping[str, Any]) -> WebhookSettings:
-    try:
-        return WebhookSettings.model_validate(dict(settings))
-    except ValidationError as e:
-        raise config_error("webhook", e) from e
+    return parse_block("webhook", WebhookSettings, settings)
