@@ -25,6 +25,7 @@ from fastapi import FastAPI
 
 from api import errors, openapi_errors, ui
 from api.body_limit import BodyLimitMiddleware
+from api.credentials import CredentialsService
 from api.duplicate_keys import DuplicateKeysMiddleware
 from api.identity import IdentityVerifier
 from api.metrics import HttpMetrics, ObservabilityMiddleware
@@ -93,6 +94,9 @@ def create_app(settings: Settings | None = None, *, policy_clock: Clock = utc_no
             app.state.grants,
             app.state.notifications,
             app.state.recent_grants,
+        )
+        app.state.credentials = CredentialsService(
+            app.state.requests, app.state.grants, app.state.keys, policies, settings
         )
         loop = asyncio.get_running_loop()
         policies.install_sighup(loop)

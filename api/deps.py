@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from temporalio.client import Client
 
+from api.credentials import CredentialsService
 from api.errors import Unauthorized, Unavailable
 from api.identity import IdentityProviderUnavailable, IdentityVerifier, Unauthenticated
 from api.policies import PolicyRuntime
 from api.requests_service import RequestService
-from core.grants import GrantStore
 from core.keys import KeyRing
 from core.logging import bind as bind_log_context
 from core.models import Actor
@@ -72,8 +72,8 @@ def _state(name: str):  # type: ignore[no-untyped-def]
 
 CurrentUser = Annotated[Actor, Depends(current_user)]
 Requests = Annotated[RequestService, Depends(_state("requests"))]
-Grants = Annotated[GrantStore, Depends(_state("grants"))]
 Keys = Annotated[KeyRing, Depends(_state("keys"))]
+CredentialsDep = Annotated[CredentialsService, Depends(_state("credentials"))]
 Policies = Annotated[PolicyRuntime, Depends(_state("policies"))]
 
 

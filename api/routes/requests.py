@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
-from api import errors, listing
-from api.deps import CurrentUser, Engine, Grants, Keys, Requests, SettingsDep
+from api import listing
+from api.deps import CredentialsDep, CurrentUser, Requests
 from api.openapi_errors import SIGNED_IN, documented
 from api.schemas import (
     AcknowledgeBody,
@@ -16,19 +15,13 @@ from api.schemas import (
     CancelBody,
     CreateRequest,
     Credentials,
-    DatabaseCredentials,
     DenyBody,
     ExtendBody,
     Preview,
     RequestPage,
     RevokeBody,
 )
-from core import access_tokens
-from core.catalog import CatalogEntry
 from core.models import AccessRequestView, Status
-from core.provisioners.errors import ProvisionerConfigError
-from core.provisioners.postgres_config import credentials_for, load_password_secret
-from core.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["requests"])
 
@@ -144,47 +137,5 @@ async def list_reviews(
 
 
 @router.get("/requests/{request_id}/credentials", responses=documented(*SIGNED_IN, 403, 404, 409, 422))
-async def credentials(
-    request_id: RequestId,
-    user: CurrentUser,
-    requests: Requests,
-    grants: Grants,
-    keys: Keys,
-    settings: SettingsDep,
-    engine: Engine,
-) -> Credentials:
-    grant = await requests.live_grant_of(user, request_id)
-    if grant is None:
-        # Not plainly the caller's live grant: the request's own view says why (or, in a race, that it is).
-        view = await requests.get(user, request_id)
-        if view.requester != user.sub:
-            raise errors.Forbidden("only the requester may fetch the credentials")
-        grant = grants.lookup(view.id)
-        if view.orphaned:
-            # Its workflow no longer runs, so nothing would end what we mint now.
-            raise errors.Conflict("the request's workflow was ended outside jit-access; no credentials are issued")
-        if view.status is not Status.ACTIVE or grant is None or not grant.is_live(datetime.now(UTC)):
-            raise errors.Conflict(f"request is {view.status}, not active")
-    token, expires_at = access_tokens.mint(keys, grant, issuer=settings.token_issuer, ttl_s=settings.token_ttl_s)
-    return Credentials(
-        access_token=token,
-        expires_at=expires_at,
-        grant_expires_at=grant.expires_at,
-        resource=grant.resource,
-        action=grant.action,
-        database=_database_credentials(grant.request_id, grant.requester, engine.catalog.get(grant.resource), settings),
-    )
-
-
-def _database_credentials(
-    request_id: RequestId, requester: str, entry: CatalogEntry | None, settings: Settings
-) -> DatabaseCredentials | None:
-    """Recomputed on each call: the password is derived, never stored or put in history."""
-    if entry is None or entry.provisioner.get("type") != "postgres":
-        return None
-    secret = load_password_secret(settings.data_dir, settings.pg_password_secret)
-    try:
-        found = credentials_for(request_id, entry.provisioner, requester=requester, secret=secret)
-    except ProvisionerConfigError as e:
-        raise errors.Unavailable("the database for this resource is not configured on this server") from e
-    return DatabaseCredentials(**found)
+async def credentials(request_id: RequestId, user: CurrentUser, credentials: CredentialsDep) -> Credentials:
+    return await credentials.issue(user, request_id)

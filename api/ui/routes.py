@@ -16,7 +16,6 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from api import errors
-from api.routes import requests as rest
 from api.schemas import (
     AcknowledgeBody,
     ApproveBody,
@@ -162,10 +161,7 @@ def build_router(settings: Settings) -> APIRouter:
     async def credentials(request: Request, request_id: str) -> Response:
         actor = current(request)
         await csrf.checked_form(request)
-        state = request.app.state
-        found = await rest.credentials(
-            request_id, actor, state.requests, state.grants, state.keys, state.settings, state.policies.engine()
-        )
+        found = await request.app.state.credentials.issue(actor, request_id)
         return page(request, "credentials.html", request_id=request_id, credentials=found)
 
     @router.post("/requests/{request_id}/{operation}")
