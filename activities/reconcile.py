@@ -40,7 +40,7 @@ from core.catalog import Catalog
 from core.grants import GrantRow, GrantStore
 from core.metrics import WorkerMetrics
 from core.models import AccessRequestInput, OrphanRevoked, ReconcileInput, ReconcileReport, Status
-from core.temporal import WORKFLOW_ID_PREFIX, workflow_id
+from core.temporal import SA_STATUS, WORKFLOW_ID_PREFIX, workflow_id
 
 # The request workflow's type name (workflows/access_request.py; not imported: activities sit below it).
 AccessRequestWorkflow = "AccessRequestWorkflow"
@@ -115,7 +115,8 @@ class ReconcileActivities:
         (a workflow that ends by itself publishes its end first): terminated, or failed."""
         statuses = ", ".join(f"'{s.value}'" for s in Status if not s.is_terminal)
         query = (
-            f"WorkflowType = '{AccessRequestWorkflow}' AND ExecutionStatus != 'Running' AND JitStatus IN ({statuses})"
+            f"WorkflowType = '{AccessRequestWorkflow}' AND ExecutionStatus != 'Running'"
+            f" AND {SA_STATUS.name} IN ({statuses})"
         )
         return {
             w.id.removeprefix(WORKFLOW_ID_PREFIX): (w.status.name.lower() if w.status else "unknown")

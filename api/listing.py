@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client, WorkflowExecution
+from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError
 
 from api import errors
@@ -21,6 +23,7 @@ from api.schemas import RequestPage, RequestSummary
 from core.models import Actor, Status
 from core.temporal import (
     SA_ACTION,
+    SA_APPROVER_GROUPS,
     SA_APPROVERS,
     SA_BREAK_GLASS,
     SA_EXPIRES_AT,
@@ -54,14 +57,20 @@ def to_approve_clauses(actor: Actor) -> list[str] | None:
     if not groups_:
         return None
     groups = ", ".join(quote(g, "to_approve") for g in groups_)
+    status, extending = SA_STATUS.name, SA_EXTENSION_PENDING.name
     return [
-        f"(JitStatus = '{Status.PENDING}' OR (JitStatus = '{Status.ACTIVE}' AND JitExtensionPending = true))",
-        f"JitApproverGroups IN ({groups})",
-        f"JitRequester != {quote(actor.sub, 'to_approve')}",
+        f"({status} = '{Status.PENDING}' OR ({status} = '{Status.ACTIVE}' AND {extending} = true))",
+        f"{SA_APPROVER_GROUPS.name} IN ({groups})",
+        f"{SA_REQUESTER.name} != {quote(actor.sub, 'to_approve')}",
     ]
 
 
-REVIEW_PENDING = ["JitBreakGlass = true", "JitReview = 'pending'"]
+REVIEW_PENDING = [f"{SA_BREAK_GLASS.name} = true", f"{SA_REVIEW.name} = 'pending'"]
+
+
+def equals(key: SearchAttributeKey[Any], value: str, field: str) -> str:
+    """A clause ``key = 'value'``; ``field`` names the input in the 400 a bad value gets."""
+    return f"{key.name} = {quote(value, field)}"
 
 
 async def fetch_page(
@@ -114,12 +123,12 @@ def _quotable(groups: list[str]) -> list[str]:
 
 
 def _scope_clause(actor: Actor) -> str:
-    mine = f"JitRequester = {quote(actor.sub, 'identity')}"
+    mine = equals(SA_REQUESTER, actor.sub, "identity")
     groups = _quotable(actor.groups)
     if not groups:
         return mine
     listed = ", ".join(quote(g, "identity") for g in groups)
-    return f"({mine} OR JitApproverGroups IN ({listed}))"
+    return f"({mine} OR {SA_APPROVER_GROUPS.name} IN ({listed}))"
 
 
 def summary_of(w: WorkflowExecution) -> RequestSummary:

@@ -266,18 +266,18 @@ class RequestService:
     ) -> RequestPage:
         clauses = listing.base_clauses(actor, sees_everything=self.sees_everything(actor))
         if mine:
-            clauses.append(f"JitRequester = {listing.quote(actor.sub, 'mine')}")
+            clauses.append(listing.equals(SA_REQUESTER, actor.sub, "mine"))
         if to_approve:
             extra = listing.to_approve_clauses(actor)
             if extra is None:
                 return RequestPage(items=[])
             clauses += extra
         if status is not None:
-            clauses.append(f"JitStatus = '{status.value}'")
+            clauses.append(listing.equals(SA_STATUS, status.value, "status"))
         if requester:
-            clauses.append(f"JitRequester = {listing.quote(requester, 'requester')}")
+            clauses.append(listing.equals(SA_REQUESTER, requester, "requester"))
         if resource:
-            clauses.append(f"JitResource = {listing.quote(resource, 'resource')}")
+            clauses.append(listing.equals(SA_RESOURCE, resource, "resource"))
         return await listing.fetch_page(
             self._client,
             self._page_tokens,

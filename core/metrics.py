@@ -42,6 +42,8 @@ from temporalio.client import Client
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig
 
 from core.grants import GrantStore
+from core.models import Status
+from core.temporal import SA_STATUS
 
 log = logging.getLogger("jit.worker.metrics")
 
@@ -200,7 +202,7 @@ def _fetch(url: str) -> bytes:
 
 
 def pending_query(task_queue: str) -> str:
-    return f"JitStatus = 'pending' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+    return f"{SA_STATUS.name} = '{Status.PENDING}' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
 
 
 async def refresh_gauges(client: Client, store: GrantStore, task_queue: str, metrics: WorkerMetrics) -> None:
