@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from api import errors
-from api.schemas import CreateRequest
+from api.schemas import CreateRequest, Preview
 from core.durations import format_duration
 from core.models import AccessRequestView, Actor, ResourcePolicy, StageSnapshot, Status
 from core.settings import Settings
@@ -66,6 +66,22 @@ def evaluate(
         if body.start_at - now > MAX_START_AHEAD:
             return refuse("start_at may be at most 30 days ahead", "start_at")
     return decision
+
+
+def preview(d: RequestDecision, body: CreateRequest) -> Preview:
+    """What create would decide, as ``POST /v1/requests?dry_run=true`` shows it."""
+    return Preview(
+        allowed=d.allowed,
+        reasons=d.reasons,
+        field=d.field,
+        auto_approve=d.allowed and d.auto_approve,
+        break_glass=d.break_glass,
+        stages=d.stages,
+        approvals_required=sum(s.approvals for s in d.stages),
+        max_duration_s=d.max_duration_s,
+        duration_s=min(body.duration, d.max_duration_s),
+        policy_version=d.policy_version,
+    )
 
 
 def raise_refusal(decision: Decision) -> None:

@@ -1,4 +1,4 @@
-"""A new request, before its workflow runs: its id, its Temporal summary, how it reads until then.
+"""A new request, before its workflow runs: its id, its Temporal summary and search attributes, how it reads until then.
 
 Pure functions of the create path (api/requests_service.py): an Idempotency-Key
 names one request per caller; a retry with the same key and body is answered
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import uuid
 
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
 from api import errors
 from api.schemas import CreateRequest
 from core.durations import format_duration
 from core.models import AccessRequestInput, AccessRequestView, Actor, Status
+from core.temporal import SA_ACTION, SA_APPROVER_GROUPS, SA_BREAK_GLASS, SA_REQUESTER, SA_RESOURCE, SA_STATUS
 
 _IDEMPOTENCY_NS = uuid.UUID("6f1c2a4e-3b7d-4c55-9a0e-2d8f1e7b9c31")
 
@@ -44,6 +47,20 @@ def same_request(existing: AccessRequestView, actor: Actor, body: CreateRequest)
 def summary(req: AccessRequestInput) -> str:
     text = f"{req.requester.sub}: {req.action} {req.resource} for {format_duration(req.duration_s)}"
     return f"{text} — {req.ticket}" if req.ticket else text
+
+
+def search_attributes(req: AccessRequestInput) -> TypedSearchAttributes:
+    """What Temporal UI and the lists filter a new request by, before its workflow publishes its own."""
+    attributes = [
+        SearchAttributePair(SA_REQUESTER, req.requester.sub),
+        SearchAttributePair(SA_RESOURCE, req.resource),
+        SearchAttributePair(SA_ACTION, req.action),
+        SearchAttributePair(SA_STATUS, Status.PENDING.value),
+        SearchAttributePair(SA_APPROVER_GROUPS, req.policy.approver_groups),
+    ]
+    if req.policy.break_glass:
+        attributes.append(SearchAttributePair(SA_BREAK_GLASS, True))
+    return TypedSearchAttributes(attributes)
 
 
 def initial_view(req: AccessRequestInput) -> AccessRequestView:

@@ -23,8 +23,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -57,9 +55,6 @@ from core.notify_models import NotificationPlan
 from core.reconcile_schedule import reconcile_now
 from core.settings import Settings
 from core.temporal import (
-    SA_ACTION,
-    SA_APPROVER_GROUPS,
-    SA_BREAK_GLASS,
     SA_REQUESTER,
     SA_RESOURCE,
     SA_STATUS,
@@ -97,22 +92,15 @@ class RequestService:
 
     def preview(self, actor: Actor, body: CreateRequest) -> Preview:
         """What create would decide, with nothing started."""
-        engine = self._policies.engine()
         d = decisions.evaluate(
-            engine, actor, body, now=datetime.now(UTC), policy_now=self._policies.clock(), settings=self._settings
+            self._policies.engine(),
+            actor,
+            body,
+            now=datetime.now(UTC),
+            policy_now=self._policies.clock(),
+            settings=self._settings,
         )
-        return Preview(
-            allowed=d.allowed,
-            reasons=d.reasons,
-            field=d.field,
-            auto_approve=d.allowed and d.auto_approve,
-            break_glass=d.break_glass,
-            stages=d.stages,
-            approvals_required=sum(s.approvals for s in d.stages),
-            max_duration_s=d.max_duration_s,
-            duration_s=min(body.duration, d.max_duration_s),
-            policy_version=d.policy_version,
-        )
+        return decisions.preview(d, body)
 
     async def create(
         self, actor: Actor, body: CreateRequest, idempotency_key: str | None
@@ -132,15 +120,6 @@ class RequestService:
             except errors.NotFound:
                 raise refusal from None
             return new_requests.same_request(existing, actor, body), False
-        attributes = [
-            SearchAttributePair(SA_REQUESTER, actor.sub),
-            SearchAttributePair(SA_RESOURCE, request_input.resource),
-            SearchAttributePair(SA_ACTION, request_input.action),
-            SearchAttributePair(SA_STATUS, Status.PENDING.value),
-            SearchAttributePair(SA_APPROVER_GROUPS, request_input.policy.approver_groups),
-        ]
-        if request_input.policy.break_glass:
-            attributes.append(SearchAttributePair(SA_BREAK_GLASS, True))
         try:
             await self._client.start_workflow(
                 AccessRequestWorkflow.run,
@@ -149,7 +128,7 @@ class RequestService:
                 task_queue=self._settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(attributes),
+                search_attributes=new_requests.search_attributes(request_input),
                 static_summary=new_requests.summary(request_input),
                 static_details=f"Reason: {request_input.reason}\nPolicy: {request_input.policy_version}",
             )
