@@ -68,23 +68,10 @@ def initial_view(req: AccessRequestInput) -> AccessRequestView:
     stages = req.policy.effective_stages()
     auto = not stages
     status = (Status.SCHEDULED if req.start_at else Status.PROVISIONING) if auto else Status.PENDING
-    return AccessRequestView(
-        id=req.id,
-        status=status,
-        requester=req.requester.sub,
-        resource=req.resource,
-        action=req.action,
-        duration_s=req.duration_s,
-        reason=req.reason,
-        ticket=req.ticket,
-        start_at=req.start_at,
-        approvals_required=req.policy.approvals_required,
-        approver_groups=req.policy.approver_groups,
-        created_at=req.created_at,
+    return AccessRequestView.of(
+        req,
+        status,
         approved_at=req.created_at if auto else None,
         stage=stages[0].name if stages else None,
         eligible_groups=list(stages[0].groups) if stages else [],
-        break_glass=req.policy.break_glass,
-        policy_reasons=req.policy.reasons,
-        policy_version=req.policy_version,
     )

@@ -245,6 +245,29 @@ class AccessRequestView(BaseModel):
     policy_reasons: list[str] = Field(default_factory=list)
     policy_version: str
 
+    @classmethod
+    def of(cls, req: AccessRequestInput, status: Status, **state: Any) -> AccessRequestView:
+        """``req`` as filed, with what has happened to it since (``state``): the workflow's
+        view and the API's before the workflow has run are this one shape."""
+        return cls(
+            id=req.id,
+            status=status,
+            requester=req.requester.sub,
+            resource=req.resource,
+            action=req.action,
+            duration_s=req.duration_s,
+            reason=req.reason,
+            ticket=req.ticket,
+            start_at=req.start_at,
+            approvals_required=req.policy.approvals_required,
+            approver_groups=req.policy.approver_groups,
+            created_at=req.created_at,
+            break_glass=req.policy.break_glass,
+            policy_reasons=req.policy.reasons,
+            policy_version=req.policy_version,
+            **state,
+        )
+
 
 # -- the reconciler (activities/reconcile.py) ------------------------------------
 

@@ -124,21 +124,10 @@ class RequestState:
         return "\n\n".join(lines)
 
     def _view(self) -> AccessRequestView:
-        req = self._req
-        return AccessRequestView(
-            id=req.id,
-            status=self._status,
-            requester=req.requester.sub,
-            resource=req.resource,
-            action=req.action,
-            duration_s=req.duration_s,
-            reason=req.reason,
-            ticket=req.ticket,
-            start_at=req.start_at,
-            approvals_required=req.policy.approvals_required,
-            approver_groups=req.policy.approver_groups,
+        return AccessRequestView.of(
+            self._req,
+            self._status,
             approvals=list(self._routing.approvals),
-            created_at=req.created_at,
             approved_at=self._approved_at,
             activated_at=self._activated_at,
             expires_at=self._expires_at,
@@ -154,10 +143,7 @@ class RequestState:
             stage=self._routing.stage.name if self._routing.stage and self._status is Status.PENDING else None,
             eligible_groups=self._routing.eligible_groups() if self._status is Status.PENDING else [],
             escalated=self._routing.escalated,
-            break_glass=req.policy.break_glass,
             review=self._review,
             review_pending=self._review_pending,
             pending_extension=self._pending_extension,
-            policy_reasons=req.policy.reasons,
-            policy_version=req.policy_version,
         )
