@@ -66,11 +66,11 @@ class ProvisioningActivities:
         ``is_revoked(request_id)``: the grant store's tombstone, so a late
         grant retry never re-creates access a rollback already removed."""
         self._factories: dict[str, Factory] = {
-            "none": lambda spec, beat: NoneProvisioner(),
-            "postgres": lambda spec, beat: PostgresProvisioner(
+            provisioners.NONE: lambda spec, beat: NoneProvisioner(),
+            provisioners.POSTGRES: lambda spec, beat: PostgresProvisioner(
                 spec.settings, secret=password_secret, environ=environ, is_revoked=is_revoked, heartbeat=beat
             ),
-            "webhook": lambda spec, beat: WebhookProvisioner(
+            provisioners.WEBHOOK: lambda spec, beat: WebhookProvisioner(
                 spec.settings, context=spec, environ=environ, heartbeat=beat
             ),
             **(extra or {}),
@@ -107,7 +107,11 @@ class ProvisioningActivities:
     def provision(self, spec: GrantSpec) -> GrantOutcome:
         try:
             provisioner = self._build(spec)
-            if self._is_revoked is not None and spec.provisioner != "postgres" and self._is_revoked(spec.request_id):
+            if (
+                self._is_revoked is not None
+                and spec.provisioner != provisioners.POSTGRES
+                and self._is_revoked(spec.request_id)
+            ):
                 # (postgres checks under its own lock, closing the race as well)
                 raise RevokedBeforeGrantError(f"request {spec.request_id} was revoked before it was provisioned")
             outcome = provisioner.grant(spec)

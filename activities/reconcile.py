@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.provisioners.base import GrantSpec
 from activities.provisioners.postgres import PostgresProvisioner
 from activities.provisioning import ProvisioningActivities
+from core import provisioners
 from core.audit import AuditEvent, AuditEventType
 from core.audit_store import AuditStore
 from core.catalog import Catalog
@@ -140,7 +141,7 @@ class ReconcileActivities:
         seen_dsns: set[str] = set()
         for entry in self._catalog().entries():
             settings = entry.provisioner
-            if settings.get("type") != "postgres" or str(settings.get("dsn_env")) in seen_dsns:
+            if provisioners.type_of(settings) != provisioners.POSTGRES or str(settings.get("dsn_env")) in seen_dsns:
                 continue
             seen_dsns.add(str(settings.get("dsn_env")))
             try:

@@ -65,7 +65,7 @@ class CredentialsService:
     def _database(self, grant: GrantRow) -> DatabaseCredentials | None:
         """The password is derived from the request id, never stored or put in history."""
         entry = self._policies.engine().catalog.get(grant.resource)
-        if entry is None or provisioners.type_of(entry.provisioner) != "postgres":
+        if entry is None or provisioners.type_of(entry.provisioner) != provisioners.POSTGRES:
             return None
         secret = load_password_secret(self._settings.data_dir, self._settings.pg_password_secret)
         try:

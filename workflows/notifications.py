@@ -35,6 +35,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
+    from core import provisioners
     from core.models import AccessRequestInput
     from core.notify_models import (
         Dispatch,
@@ -142,7 +143,7 @@ class Notifier:
             ticket=req.ticket,
             environment=self.plan.environment,
             policy_reasons=req.policy.reasons,
-            provisioner=str(req.policy.provisioner.get("type", "none")),
+            provisioner=provisioners.type_of(req.policy.provisioner),
             database=req.policy.provisioner.get("database"),
             url=url,
         )

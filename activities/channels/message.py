@@ -13,6 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from core import provisioners
 from core.durations import format_duration
 from core.notify_models import EventKind, NotificationEvent
 
@@ -111,7 +112,7 @@ def _commands(event: NotificationEvent) -> list[str]:
     if kind in (EventKind.FILED, EventKind.ESCALATED, EventKind.EXTENSION_PENDING):
         return [f"jit approve {rid}", f"jit deny {rid} --reason {shlex.quote('why not')}"]
     if kind in (EventKind.ACTIVE, EventKind.EXTENDED):
-        if event.provisioner == "postgres":
+        if event.provisioner == provisioners.POSTGRES:
             role = f" (role {clean(event.principal)})" if event.principal else ""
             return [f"jit token {rid} --psql{role}"]
         return [f"jit token {rid}"]

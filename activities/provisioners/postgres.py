@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from activities.provisioners.base import GrantOutcome, GrantSpec, Heartbeat, RevokeOutcome, no_heartbeat
+from core import provisioners
 from core.provisioners.errors import GrantGoneError, ProvisionerError, RevokedBeforeGrantError
 from core.provisioners.postgres_config import (
     ROLE_PREFIX,
@@ -62,7 +63,7 @@ _NOTE = re.compile(r"^jit-access request ([A-Za-z0-9-]{1,64}):")
 
 
 class PostgresProvisioner:
-    name = "postgres"
+    name = provisioners.POSTGRES
 
     def __init__(
         self,

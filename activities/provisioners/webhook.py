@@ -35,6 +35,7 @@ import httpx
 from temporalio.exceptions import ApplicationError
 
 from activities.provisioners.base import GrantOutcome, GrantSpec, Heartbeat, RevokeOutcome, no_heartbeat
+from core import provisioners
 from core.provisioners.errors import ProvisionerConfigError
 from core.provisioners.webhook_config import parse_settings
 
@@ -66,7 +67,7 @@ def event_body(event: Event, spec: GrantSpec) -> bytes:
 class WebhookProvisioner:
     """Built for one request: extend and revoke events carry the grant's facts too."""
 
-    name = "webhook"
+    name = provisioners.WEBHOOK
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 from core.provisioners import postgres_config, webhook_config
 from core.provisioners.errors import ProvisionerConfigError
 
-NONE = "none"
+NONE, POSTGRES, WEBHOOK = "none", "postgres", "webhook"
 
 
 def _no_settings(_settings: Mapping[str, Any]) -> None:
@@ -25,8 +25,8 @@ def _no_settings(_settings: Mapping[str, Any]) -> None:
 # Type → its settings' parser, which raises ProvisionerConfigError naming the field.
 SETTINGS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     NONE: _no_settings,
-    "postgres": postgres_config.parse_settings,
-    "webhook": webhook_config.parse_settings,
+    POSTGRES: postgres_config.parse_settings,
+    WEBHOOK: webhook_config.parse_settings,
 }
 
 
