@@ -100,7 +100,6 @@ class AccessRequestWorkflow(GrantSteps, ExtensionSteps):
         self._revocation_verified_at: datetime | None = None
         self._review: Decision | None = None
         self._pending_extension: Decision | None = None
-        self._extension_approvers: list[str] = []
         if self._routing.done:
             self._approved_at = req.created_at
 
@@ -194,9 +193,7 @@ class AccessRequestWorkflow(GrantSteps, ExtensionSteps):
     @approve.validator
     def _validate_approve(self, input: ApproveInput) -> None:
         if self._status is Status.ACTIVE and self._pending_extension is not None:
-            self._check_extension_decider(input.actor, "approve")
-            if input.actor.sub in self._extension_approvers:
-                raise errors.conflict("you have already approved this extension")
+            self._routing.check_extension(input.actor, "approve")
             return
         self._check_decider(input.actor, "approve")
 
@@ -218,7 +215,7 @@ class AccessRequestWorkflow(GrantSteps, ExtensionSteps):
     @deny.validator
     def _validate_deny(self, input: DenyInput) -> None:
         if self._status is Status.ACTIVE and self._pending_extension is not None:
-            self._check_extension_decider(input.actor, "deny")
+            self._routing.check_extension(input.actor, "deny")
             return
         self._check_decider(input.actor, "deny")
 
@@ -267,7 +264,7 @@ class AccessRequestWorkflow(GrantSteps, ExtensionSteps):
             self._pending_extension = Decision(
                 actor=input.actor.sub, at=workflow.now(), reason=input.reason, duration_s=input.duration_s
             )
-            self._extension_approvers = []
+            self._routing.new_extension()
             self._audit.emit(
                 AuditEventType.EXTENSION_REQUESTED,
                 actor=input.actor.sub,

@@ -1,4 +1,4 @@
-"""Approval routing: ordered stages, N distinct approvers each, escalation.
+"""Approval routing: ordered stages, N distinct approvers each, escalation; and who approves an extension.
 
 Plain deterministic state, owned by the workflow: the workflow's update
 validators ask ``check``, its handlers call ``record``, its timer loop asks
@@ -33,6 +33,7 @@ class ApprovalRouting:
         self.approvals: list[Approval] = []
         self.escalated = False
         self._stage_started_at = started_at
+        self.extension_approvers: list[str] = []  # of the extension waiting, if any
 
     @property
     def done(self) -> bool:
@@ -72,6 +73,26 @@ class ApprovalRouting:
             self.escalated = False
             self._stage_started_at = now
         return self.done
+
+    # -- an extension past what was approved (extension_approval): the first stage's groups decide
+
+    def check_extension(self, actor: Actor, verb: str) -> None:
+        """The refusal an extension's approver gets; pure, as validators must be."""
+        if actor.sub == self._requester:
+            raise errors.forbidden(f"you cannot {verb} your own extension")
+        groups = self.stages[0].groups if self.stages else []
+        if not actor.in_any(groups):
+            raise errors.forbidden(f"only members of {', '.join(groups) or 'nobody'} may {verb} this extension")
+        if verb == "approve" and actor.sub in self.extension_approvers:
+            raise errors.conflict("you have already approved this extension")
+
+    def new_extension(self) -> None:
+        self.extension_approvers = []
+
+    def record_extension(self, approver: str) -> bool:
+        """Count one approval of the waiting extension; returns True when it has enough."""
+        self.extension_approvers.append(approver)
+        return len(self.extension_approvers) >= self.stages[0].approvals
 
     def escalation_at(self) -> datetime | None:
         stage = self.stage

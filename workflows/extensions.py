@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from core import errors
     from core.audit import AuditEventType
     from core.durations import format_duration
-    from core.models import Actor, ApproveInput, Decision, Status
+    from core.models import ApproveInput, Decision, Status
     from core.notify_models import EventKind
 
 
@@ -25,22 +25,15 @@ class ExtensionSteps(NotifySteps):
     async def _approve_extension(self, input: ApproveInput) -> None:
         pending = self._pending_extension
         assert pending is not None and pending.duration_s is not None
-        self._extension_approvers.append(input.actor.sub)
+        enough = self._routing.record_extension(input.actor.sub)
         self._audit.emit(AuditEventType.APPROVED, actor=input.actor.sub, reason=input.comment, extension=True)
-        if len(self._extension_approvers) >= self._routing.stages[0].approvals:
+        if enough:
             self._pending_extension = None
             if self._history_timers:
                 self._publish()
             await self._apply_extension(
-                pending.actor, pending.duration_s, pending.reason, approved_by=list(self._extension_approvers)
+                pending.actor, pending.duration_s, pending.reason, approved_by=list(self._routing.extension_approvers)
             )
-
-    def _check_extension_decider(self, actor: Actor, verb: str) -> None:
-        if actor.sub == self._req.requester.sub:
-            raise errors.forbidden(f"you cannot {verb} your own extension")
-        groups = self._routing.stages[0].groups if self._routing.stages else []
-        if not actor.in_any(groups):
-            raise errors.forbidden(f"only members of {', '.join(groups) or 'nobody'} may {verb} this extension")
 
     async def _apply_extension(self, actor: str, duration_s: int, reason: str | None, approved_by: list[str]) -> None:
         # One extension at a time, so two concurrent calls cannot both pass

@@ -58,7 +58,6 @@ class RequestState:
     _revocation_verified_at: datetime | None
     _review: Decision | None
     _pending_extension: Decision | None
-    _extension_approvers: list[str]
     _local_store: bool  # grant-store writes as local activities (steps.GRANT_STORE_PATCH)
     _history_timers: bool  # waits.HISTORY_TIMERS_PATCH, decided once per run
     _ending: bool  # the grant's end has begun (timer fired, or cancelled): no extension lands
