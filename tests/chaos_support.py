@@ -31,8 +31,9 @@ class ChaosOptions:
     window_s: float = 25.0  # requests start spread over this many seconds
     durations_s: tuple[int, int] = (3, 5)  # each grant's length, drawn in this range
     seed: int = 1
-    # Faults, in this order, round and round; each worker restart takes the next cache size.
-    plan: tuple[str, ...] = ("worker", "temporal", "api", "worker")
+    # Faults, in this order, round and round; each worker restart takes the next cache size. The API
+    # (quickest back) comes before the server, so the server's kill still finds grants live on a slow run.
+    plan: tuple[str, ...] = ("worker", "api", "temporal", "worker")
     cache_sizes: tuple[int, ...] = (3, 1000)
     first_cache_size: int = 3  # the first worker: the smallest cache allowed, most queries replay
     gap_s: tuple[float, float] = (4.0, 7.0)
@@ -65,7 +66,7 @@ async def run_chaos(
             ),
             run_id=uuid.uuid4().hex[:8],
         )
-        stop = asyncio.Event()
+        stop, round_done = asyncio.Event(), asyncio.Event()
         faults = asyncio.create_task(
             inject_faults(
                 stack,
@@ -76,10 +77,14 @@ async def run_chaos(
                 gap_s=options.gap_s,
                 down_s=options.down_s,
                 on_event=log,
+                round_done=round_done,
             )
         )
         try:
             traces = await workload.run()
+            if not round_done.is_set():
+                log("workload done before each kind of process was killed; killing the rest")
+                await asyncio.wait_for(round_done.wait(), options.settle_s)
         finally:
             stop.set()
             await faults  # a fault in progress finishes its restart first

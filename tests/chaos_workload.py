@@ -291,16 +291,20 @@ async def inject_faults(
     stop: asyncio.Event,
     *,
     rng: random.Random,
-    plan: tuple[str, ...] = ("worker", "temporal", "api", "worker"),
+    plan: tuple[str, ...] = ("worker", "api", "temporal", "worker"),
     cache_sizes: tuple[int, ...] = (3, 1000),
     gap_s: tuple[float, float] = (4.0, 7.0),
     down_s: tuple[float, float] = (1.0, 2.5),
     on_event: Callable[[str], Awaitable[None] | None] | None = None,
+    round_done: asyncio.Event | None = None,
 ) -> None:
     """Until ``stop``: wait a while, SIGKILL the next process of ``plan``, keep it down a while, restart it.
 
-    Each worker restart takes the next of ``cache_sizes`` for JIT_WORKER_MAX_CACHED_WORKFLOWS."""
+    Each worker restart takes the next of ``cache_sizes`` for JIT_WORKER_MAX_CACHED_WORKFLOWS.
+    ``round_done`` is set once each kind of process in ``plan`` has been killed and restarted: on a slow
+    machine the workload can end first, and a run that never killed one kind proves nothing about it."""
     faults, caches = cycle(plan), cycle(cache_sizes)
+    killed: set[str] = set()
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), rng.uniform(*gap_s))
@@ -319,3 +323,6 @@ async def inject_faults(
             )
             if note is not None:
                 await note
+        killed.add(name)
+        if round_done is not None and killed >= set(plan):
+            round_done.set()

@@ -2,11 +2,12 @@
 expire and are read, approved, extended and revoked; every request must still end right, on time, once,
 and every caller must have been told the truth.
 
-About a minute and a half on 2 cores: 12 requests of 3-5 s grants over ~25 s, a fault every 4-7 s (worker,
-server, API, worker, ...), the worker caching 3 (the least allowed) or 1000 workflows, and some
-workflows terminated or cancelled through Temporal itself, as from its UI (the reconciler, every 5 s here,
-must revoke what a termination strands). bench/chaos.py (``make chaos``) runs
-the same harness for longer; tests/chaos_checks.py says what is checked.
+About a minute and a half on 2 cores: 12 requests of 3-5 s grants over ~25 s, a fault every 4-7 s
+(worker, API, server, worker, ...; each kind is killed at least once, however slow the machine), the
+worker caching 3 (the least allowed) or 1000 workflows, and some workflows terminated or cancelled
+through Temporal itself, as from its UI (the reconciler, every 5 s here, must revoke what a termination
+strands). bench/chaos.py (``make chaos``) runs the same harness for longer; tests/chaos_checks.py says
+what is checked.
 """
 
 from __future__ import annotations
